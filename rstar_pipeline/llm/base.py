@@ -1,0 +1,39 @@
+"""The generation and scoring contracts shared by every backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    n: int = field(default=1, metadata={"help": "samples per prompt"})
+    temperature: float = field(default=0.7, metadata={"help": "0 = greedy"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass"})
+    max_tokens: int = field(default=1024, metadata={"help": "longest completion, tokens"})
+    stop: tuple[str, ...] = field(default=(), metadata={"help": "generation ends at the first of these; it is not returned"})
+    seed: int = field(default=0, metadata={"help": "sampling seed"})
+
+    def __post_init__(self):
+        if self.n < 1 or self.max_tokens < 1 or self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ValueError(f"invalid sampling config: {self}")
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str  # without the stop string
+    finish_reason: str  # "stop" (a stop string or end of sequence) or "length"
+    stop: str | None = None  # the stop string that ended it, if any
+
+
+class Generator(Protocol):
+    def generate(self, prompts: Sequence[str], sampling: SamplingConfig) -> list[list[Completion]]:
+        """`sampling.n` completions for every prompt, in prompt order."""
+        ...
+
+
+class PPMScorer(Protocol):
+    def score(self, prefixes: Sequence[str]) -> list[float]:
+        """One score in (-1, 1) per prompt + partial solution, on the scale of terminal rewards."""
+        ...

@@ -1,0 +1,167 @@
+"""The bootstrap teacher: a `Generator` that writes the next code-augmented step of a mini-world
+solution, standing where the paper's 236B bootstrap model stands in round 1.
+
+It reads only the prompt text: the question (parsed back into operations) and the partial
+solution (how many steps are done, the variable in use, the last <output>). Sampled at a
+temperature above 0 it varies comments and code style and makes realistic mistakes at a tunable
+rate: a wrong operand or operator, an off-by-one, code that raises, a premature final answer and
+a misread output, so that the search sees good and bad branches. At temperature 0 it is the
+greedy, mistake-free teacher. It does not solve problems outside the mini world's templates.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from rstar_pipeline.llm.base import Completion, SamplingConfig
+from rstar_pipeline.miniworld.problems import Op, ReadQuestion, read_question
+from rstar_pipeline.steps import ANSWER, ANSWER_END, CODE, CODE_END, OUTPUT, OUTPUT_END, STEP_END, load_template
+
+MISTAKES = ("wrong_operand", "wrong_operator", "off_by_one", "code_error", "premature_answer")
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    mistake_rate: float = field(default=0.12, metadata={"help": "chance that a sampled step contains a mistake"})
+    mistake_weights: tuple[float, ...] = field(
+        default=(1.0, 1.0, 1.0, 1.0, 0.5),
+        metadata={"help": "relative weights of " + ", ".join(MISTAKES)})
+    templates: tuple[str, ...] = field(default=("bootstrap", "sft"), metadata={"help": "prompt templates it can read"})
+    seed: int = field(default=0, metadata={"help": "teacher seed, mixed with the sampling seed"})
+
+    def __post_init__(self):
+        if not 0 <= self.mistake_rate <= 1 or len(self.mistake_weights) != len(MISTAKES):
+            raise ValueError(f"mistake_rate must be in [0, 1] and mistake_weights have {len(MISTAKES)} values")
+
+
+class BootstrapTeacher:
+    """Generator backend for the mini world. Deterministic per (seed, prompt, sample index)."""
+
+    def __init__(self, config: TeacherConfig = TeacherConfig()):
+        self.config = config
+        self.templates = [load_template(t) for t in config.templates]
+
+    def generate(self, prompts: Sequence[str], sampling: SamplingConfig) -> list[list[Completion]]:
+        return [[self._sample(p, k, sampling) for k in range(sampling.n)] for p in prompts]
+
+    def _sample(self, prompt: str, k: int, sampling: SamplingConfig) -> Completion:
+        rng = random.Random(f"{self.config.seed}|{sampling.seed}|{k}|{prompt}")
+        question, partial = self._read_prompt(prompt)
+        step = _Writer(read_question(question), partial, rng, self._mistake(rng, sampling)).next_step()
+        return _cut(step, sampling.stop)
+
+    def _read_prompt(self, prompt: str) -> tuple[str, str]:
+        for template in self.templates:
+            try:
+                return template.split(prompt)
+            except ValueError:
+                continue
+        raise ValueError("the teacher cannot read this prompt: no known template matches")
+
+    def _mistake(self, rng: random.Random, sampling: SamplingConfig) -> str | None:
+        if sampling.temperature == 0 or rng.random() >= self.config.mistake_rate:
+            return None
+        return rng.choices(MISTAKES, weights=self.config.mistake_weights)[0]
+
+
+def _cut(text: str, stop: Sequence[str]) -> Completion:
+    """Apply stop strings the way an inference engine does: cut before the first one."""
+    hits = [(text.find(s), s) for s in stop if s in text]
+    if not hits:
+        return Completion(text, "stop")
+    at, s = min(hits)
+    return Completion(text[:at], "stop", s)
+
+
+class _Writer:
+    """Writes one step given the question and the partial solution."""
+
+    def __init__(self, q: ReadQuestion, partial: str, rng: random.Random, mistake: str | None):
+        self.q, self.partial, self.rng, self.mistake = q, partial, rng, mistake
+        self.var = _variable(partial) or rng.choice([q.item, "total", f"num_{q.item}"])
+        self.done = partial.count(STEP_END)
+
+    def next_step(self) -> str:
+        if CODE_END in self.partial:
+            return self._answer()
+        if self.done == 0:
+            return self._start()
+        if self.done > len(self.q.ops) or (self.mistake == "premature_answer" and self.done < len(self.q.ops)):
+            return self._print()
+        return self._op(self.q.ops[self.done - 1])
+
+    def _start(self) -> str:
+        comment = self.rng.choice([f"{self.q.name} starts with {self.q.start} {self.q.item}",
+                                   f"The number of {self.q.item} at the start",
+                                   f"Initial count of {self.q.item}"])
+        return f"{CODE}\n# Step 1: {comment}\n{self.var} = {self._number(self.q.start)}\n{STEP_END}"
+
+    def _op(self, op: Op) -> str:
+        kind, b, c = self._mutate(op)
+        comment = self.rng.choice(_COMMENTS[kind]).format(b=b, c=c, item=self.q.item, k=b - 1)
+        expr = {"add": f"{self.var} + {b}", "sub": f"{self.var} - {b}", "mul": f"{self.var} * {b}",
+                "div": self.rng.choice([f"{self.var} // {b}", f"{self.var} / {b}"]),
+                "groups": f"{self.var} + {b} * {c}"}[kind]
+        line = f"{self.var} = {expr}"
+        if self.mistake == "code_error":
+            line = self._broken(line, b)
+        return f"\n\n# Step {self.done + 1}: {comment}\n{line}\n{STEP_END}"
+
+    def _mutate(self, op: Op) -> tuple[str, int, int]:
+        kind, b, c = op.kind, op.b, op.c
+        if self.mistake == "wrong_operand":
+            others = [n for n in self.q.numbers if n not in (b, c)] or [b + 2]
+            b = self.rng.choice(others + [b + self.rng.randint(2, 5)])
+        elif self.mistake == "wrong_operator":
+            kind = {"add": "sub", "sub": "add", "mul": "add", "div": "mul", "groups": "add"}[kind]
+            b = b * c if op.kind == "groups" else b
+        elif self.mistake == "off_by_one":
+            b = b + self.rng.choice([-1, 1]) if b > 2 else b + 1
+        return kind, b, c
+
+    def _broken(self, line: str, b: int) -> str:
+        return self.rng.choice([
+            line.replace(f"= {self.var}", f"= {self.var}_total", 1),  # NameError
+            f"{line} + per_{self.q.item}",  # NameError
+            f'{self.var} = {self.var} + "{b}"',  # TypeError
+            f"{line})",  # SyntaxError
+        ])
+
+    def _print(self) -> str:
+        comment = self.rng.choice(["Now print the final answer", "Now print the final answer"
+                                   f" (the number of {self.q.item})"])
+        return f"\n\n# {comment}\nprint({self.var})\n{CODE_END}"
+
+    def _answer(self) -> str:
+        outputs = re.findall(re.escape(OUTPUT) + r"(.*?)" + re.escape(OUTPUT_END), self.partial, re.S)
+        value = outputs[-1].strip() if outputs else ""
+        if not re.fullmatch(r"-?\d+(\.\d+)?", value):
+            value = str(self.rng.choice(self.q.numbers))  # no usable output: a guess
+        elif self.mistake is not None and self.mistake != "premature_answer":
+            value = str(int(float(value)) + self.rng.choice([-1, 1]))  # misread the output
+        sentence = self.rng.choice([f"{self.q.name} has \\boxed{{{value}}} {self.q.item} now.",
+                                    f"The answer is \\boxed{{{value}}}.",
+                                    f"From the output, {self.q.name} ends up with \\boxed{{{value}}} {self.q.item}."])
+        return f"\n{ANSWER}{sentence}\n{ANSWER_END}"
+
+    def _number(self, n: int) -> int:
+        if self.mistake in ("wrong_operand", "off_by_one"):
+            return n + self.rng.choice([-1, 1]) * (1 if self.mistake == "off_by_one" else self.rng.randint(2, 9))
+        return n
+
+
+_COMMENTS = {
+    "add": ["Add the {b} new {item}", "{b} more {item} arrive, so add them", "Increase the count by {b}"],
+    "sub": ["Subtract the {b} {item} that are gone", "{b} {item} are taken away", "Decrease the count by {b}"],
+    "mul": ["The count becomes {b} times as large", "Multiply the number of {item} by {b}", "Scale by {b}"],
+    "div": ["Split into {b} equal parts and keep one", "Divide the {item} by {b}", "Keep one share out of {b}"],
+    "groups": ["Add {b} packs of {c} {item} each", "{b} groups of {c} more {item}", "Add {b} times {c} {item}"],
+}
+
+
+def _variable(partial: str) -> str | None:
+    m = re.search(r"^([A-Za-z_]\w*) = ", partial, re.M)
+    return m.group(1) if m else None

@@ -1,0 +1,18 @@
+"""Execution of model-written programs: the `Sandbox` protocol and its backends.
+
+`make_sandbox(config)` returns a backend; every backend runs each program in a fresh process with
+a wall-clock limit enforced from outside and reports an `ExecResult` per program.
+"""
+
+from rstar_pipeline.sandbox.base import ExecResult, ExecStatus, ResultCache, Sandbox, SandboxConfig
+
+
+def make_sandbox(config: SandboxConfig = SandboxConfig()) -> Sandbox:
+    if config.backend == "local":
+        from rstar_pipeline.sandbox.local import LocalSandbox
+
+        return LocalSandbox(config)
+    raise NotImplementedError(f"sandbox backend {config.backend!r} is not available yet")
+
+
+__all__ = ["ExecResult", "ExecStatus", "ResultCache", "Sandbox", "SandboxConfig", "make_sandbox"]

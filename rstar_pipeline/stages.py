@@ -1,0 +1,168 @@
+"""Pipeline stages, one shard at a time: read inputs from the warehouse, call the core, write.
+
+These are what the Dagster assets wrap; a notebook or another orchestrator can call them directly.
+A search shard is skipped when its file already holds the result of the same identity (same
+problems, configs, prompt template and code version), so a killed round resumes where it stopped;
+every write is atomic, so a re-run never duplicates or loses rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import pyarrow as pa
+
+import rstar_pipeline
+from rstar_pipeline.llm.base import Generator, PPMScorer
+from rstar_pipeline.miniworld.teacher import TeacherConfig
+from rstar_pipeline.problemsets import Problem, ProblemsConfig, Rejected, load_problems, problem_id, shard_of
+from rstar_pipeline.sandbox.base import Sandbox, SandboxConfig
+from rstar_pipeline.search import extract
+from rstar_pipeline.search.config import SearchConfig
+from rstar_pipeline.search.mcts import run_search
+from rstar_pipeline.steps import load_template
+from rstar_pipeline.warehouse.schemas import TREE_NODES
+from rstar_pipeline.warehouse.store import Warehouse
+
+
+def shard_keys(num_shards: int) -> list[str]:
+    width = max(3, len(str(num_shards - 1)))
+    return [f"shard_{i:0{width}d}" for i in range(num_shards)]
+
+
+# ---------------------------------------------------------------- problems
+
+
+@dataclass
+class ProblemShards:
+    problems: dict[str, int]  # shard -> problems written
+    rejected: list[Rejected]  # rejected rows that fall in the written shards
+    total_valid: int
+    total_rejected: int
+
+
+def write_problem_shards(store: Warehouse, config: ProblemsConfig, shards: Sequence[str],
+                         num_shards: int) -> ProblemShards:
+    """Load and validate the problem set; write the `problems` and `rejected_problems` of `shards`."""
+    problems, rejected = load_problems(config)
+    keys = shard_keys(num_shards)
+    meta = {"config": asdict(config), "num_shards": num_shards, "valid": len(problems), "rejected": len(rejected)}
+    counts, kept = {}, []
+    for shard in shards:
+        rows = [p for p in problems if keys[shard_of(p.problem_id, num_shards)] == shard]
+        bad = [r for r in rejected if keys[shard_of(problem_id(r.source, f"row {r.row}"), num_shards)] == shard]
+        store.write("problems", _problems_table(rows, shard), shard, meta=meta)
+        store.write("rejected_problems", _rejected_table(bad, shard), shard, meta=meta)
+        counts[shard], kept = len(rows), kept + bad
+    return ProblemShards(counts, kept, len(problems), len(rejected))
+
+
+def _problems_table(rows: list[Problem], shard: str) -> pa.Table:
+    return pa.table({
+        "problem_id": [p.problem_id for p in rows], "source": [p.source for p in rows],
+        "split": [p.split for p in rows], "question": [p.question for p in rows],
+        "answers": [list(p.answers) for p in rows], "level": [p.level for p in rows],
+        "subject": [p.subject for p in rows], "shard": [shard] * len(rows)})
+
+
+def _rejected_table(rows: list[Rejected], shard: str) -> pa.Table:
+    return pa.table({
+        "source": [r.source for r in rows], "row": [r.row for r in rows], "problem_id": [r.problem_id for r in rows],
+        "reason": [r.reason for r in rows], "preview": [r.preview for r in rows], "shard": [shard] * len(rows)})
+
+
+def read_problems(store: Warehouse, shard: str) -> list[Problem]:
+    if not store.path("problems", shard).exists():
+        raise FileNotFoundError(f"problems of {shard} are not written yet: materialize the problems asset first")
+    table = store.read("problems", shard)
+    return [Problem(r["problem_id"], r["source"], r["split"], r["question"], tuple(r["answers"]), r["level"],
+                    r["subject"]) for r in table.to_pylist()]
+
+
+# ---------------------------------------------------------------- search
+
+
+@dataclass(frozen=True)
+class RoundSearch:
+    """Everything that determines a round's trees, besides the problems."""
+
+    round: int
+    search: SearchConfig
+    teacher: TeacherConfig
+    sandbox: SandboxConfig
+
+    def to_json(self) -> dict:
+        sandbox = {k: v for k, v in asdict(self.sandbox).items() if k not in ("workers", "cache_size")}
+        return {"round": self.round, "search": asdict(self.search), "teacher": asdict(self.teacher),
+                "sandbox": sandbox, "template": load_template(self.search.template).to_json(),
+                "version": rstar_pipeline.__version__}
+
+    def identity(self, problems: Sequence[Problem]) -> str:
+        content = sorted((p.problem_id, p.answers) for p in problems)
+        blob = json.dumps({"spec": self.to_json(), "problems": content}, sort_keys=True, default=list)
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+@dataclass
+class ShardSearch:
+    shard: str
+    skipped: bool
+    problems: int
+    nodes: int
+    wall_s: float
+
+
+def search_shard(store: Warehouse, spec: RoundSearch, shard: str, generator: Generator, sandbox: Sandbox,
+                 scorer: PPMScorer | None = None) -> ShardSearch:
+    """Search one shard's problems and write its `tree_nodes`, unless the same result is on disk."""
+    problems = read_problems(store, shard)
+    identity = spec.identity(problems)
+    done = store.meta("tree_nodes", shard, spec.round)
+    if done and done.get("identity") == identity:
+        return ShardSearch(shard, True, len(problems), done["stats"]["nodes"], done["stats"]["wall_s"])
+    start = time.perf_counter()
+    trees, stats = run_search(problems, generator, sandbox, spec.search, scorer=scorer,
+                              exec_timeout_s=spec.sandbox.timeout_s)
+    cols: dict[str, list] = {}
+    for tree in trees:
+        for name, values in tree.rows().items():
+            cols.setdefault(name, []).extend(values)
+    n = len(cols.get("node_id", []))
+    table = pa.table({"round": [spec.round] * n, "shard": [shard] * n, **cols}) if n else TREE_NODES.empty_table()
+    meta = {"round": spec.round, "shard": shard, "identity": identity, "config": spec.to_json(), "stats": asdict(stats)}
+    store.write("tree_nodes", table, shard, spec.round, meta)
+    return ShardSearch(shard, False, len(problems), n, time.perf_counter() - start)
+
+
+# ---------------------------------------------------------------- training data
+
+
+def _tree_inputs(store: Warehouse, round: int, shard: str, template: str) -> tuple[pa.Table, pa.Table, dict]:
+    meta = store.meta("tree_nodes", shard, round)
+    if meta is None:
+        raise FileNotFoundError(f"tree_nodes of round {round} {shard} are not written yet: "
+                                f"materialize round_{round}/mcts_trees first")
+    nodes = store.read("tree_nodes", shard, round)
+    tpl = load_template(template)
+    problems = read_problems(store, shard)
+    prompts = pa.table({"problem_id": [p.problem_id for p in problems],
+                        "prompt": [tpl.build(p.question) for p in problems]})
+    return nodes, prompts, meta
+
+
+def extract_trajectories(store: Warehouse, round: int, shard: str, config: extract.TrajectoryConfig) -> int:
+    nodes, prompts, tree_meta = _tree_inputs(store, round, shard, config.template)
+    table = extract.trajectories(nodes, prompts, config)
+    store.write("trajectories", table, shard, round, {"config": asdict(config), "trees": tree_meta["identity"]})
+    return table.num_rows
+
+
+def extract_pairs(store: Warehouse, round: int, shard: str, config: extract.PairConfig) -> int:
+    nodes, prompts, tree_meta = _tree_inputs(store, round, shard, config.template)
+    table = extract.preference_pairs(nodes, prompts, config)
+    store.write("preference_pairs", table, shard, round, {"config": asdict(config), "trees": tree_meta["identity"]})
+    return table.num_rows
