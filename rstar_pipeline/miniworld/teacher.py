@@ -49,8 +49,12 @@ class BootstrapTeacher:
 
     def _sample(self, prompt: str, k: int, sampling: SamplingConfig) -> Completion:
         rng = random.Random(f"{self.config.seed}|{sampling.seed}|{k}|{prompt}")
-        question, partial = self._read_prompt(prompt)
-        step = _Writer(read_question(question), partial, rng, self._mistake(rng, sampling)).next_step()
+        try:
+            question, partial = self._read_prompt(prompt)
+            read = read_question(question)
+        except ValueError:
+            return Completion("", "stop")  # not a mini-world problem: like a model with nothing to say
+        step = _Writer(read, partial, rng, self._mistake(rng, sampling)).next_step()
         return _cut(step, sampling.stop)
 
     def _read_prompt(self, prompt: str) -> tuple[str, str]:
@@ -59,7 +63,7 @@ class BootstrapTeacher:
                 return template.split(prompt)
             except ValueError:
                 continue
-        raise ValueError("the teacher cannot read this prompt: no known template matches")
+        raise ValueError("no known prompt template matches")
 
     def _mistake(self, rng: random.Random, sampling: SamplingConfig) -> str | None:
         if sampling.temperature == 0 or rng.random() >= self.config.mistake_rate:

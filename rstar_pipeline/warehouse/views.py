@@ -57,7 +57,7 @@ def connect(store: Warehouse) -> duckdb.DuckDBPyConnection:
 def query(store: Warehouse, sql: str, params: dict | None = None) -> pa.Table:
     con = connect(store)
     try:
-        return con.execute(sql, params or {}).to_arrow_table()
+        return con.sql(sql, params=params or None).to_arrow_table()
     finally:
         con.close()
 
@@ -72,13 +72,16 @@ def query_params(sql: str) -> list[str]:
 
 
 _SEARCH_SHARDS = """CREATE OR REPLACE VIEW search_shards AS
+WITH kv AS (
+    SELECT file_name, CASE WHEN decode(key) = 'rstar' THEN decode(value) END AS meta
+    FROM parquet_kv_metadata('{glob}')
+)
 SELECT file_name AS file,
-       CAST(json_extract(decode(value), '$.round') AS INTEGER) AS round,
-       json_extract_string(decode(value), '$.shard') AS shard,
-       json_extract_string(decode(value), '$.identity') AS identity,
-       CAST(json_extract(decode(value), '$.stats.problems') AS INTEGER) AS problems,
-       CAST(json_extract(decode(value), '$.stats.nodes') AS INTEGER) AS nodes,
-       CAST(json_extract(decode(value), '$.stats.wall_s') AS DOUBLE) AS wall_s,
-       json_extract(decode(value), '$.config') AS config
-FROM parquet_kv_metadata('{glob}')
-WHERE decode(key) = 'rstar';"""
+       CAST(json_extract(meta, '$.round') AS INTEGER) AS round,
+       json_extract_string(meta, '$.shard') AS shard,
+       json_extract_string(meta, '$.identity') AS identity,
+       CAST(json_extract(meta, '$.stats.problems') AS INTEGER) AS problems,
+       CAST(json_extract(meta, '$.stats.nodes') AS INTEGER) AS nodes,
+       CAST(json_extract(meta, '$.stats.wall_s') AS DOUBLE) AS wall_s,
+       json_extract(meta, '$.config') AS config
+FROM kv WHERE meta IS NOT NULL;"""

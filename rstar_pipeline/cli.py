@@ -1,0 +1,229 @@
+"""The `rstar` command: run a round through Dagster and query the warehouse with SQL.
+
+    rstar run round_1                      # = dagster job execute ... -c assets/configs/round_1.yaml
+    rstar run round_1 --shard shard_003    # one shard as its own run (scale-out)
+    rstar sql "select count(*) from tree_nodes"
+    rstar query                            # list the named queries in warehouse/queries
+    rstar query checks
+    rstar views                            # CREATE VIEW statements for the DuckDB CLI
+    rstar summary --round 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from rstar_pipeline.paths import CONFIGS_DIR, dagster_home, store_root
+
+DAGSTER_YAML = """\
+telemetry:
+  enabled: false
+nux:
+  enabled: false
+run_queue:
+  max_concurrent_runs: 2
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"rstar: {e}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rstar", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a job (all shards in one run) with its preset run config")
+    run.add_argument("job", nargs="?", default="round_1", help="job name (default: round_1)")
+    run.add_argument("-c", "--config", help="run-config YAML (default: assets/configs/<job>.yaml)")
+    run.add_argument("--shard", help="run one shard only, e.g. shard_003")
+    run.add_argument("--shards", help="run a range of shards, e.g. shard_000:shard_003")
+    run.set_defaults(func=cmd_run)
+
+    sql = sub.add_parser("sql", help="run SQL over the warehouse views")
+    sql.add_argument("query", nargs="?", help="SQL text (or use -f)")
+    sql.add_argument("-f", "--file", help="read the SQL from a file")
+    _output_args(sql)
+    sql.set_defaults(func=cmd_sql)
+
+    q = sub.add_parser("query", help="run a named query from warehouse/queries (no name: list them)")
+    q.add_argument("name", nargs="?")
+    q.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="query parameter")
+    _output_args(q)
+    q.set_defaults(func=cmd_query)
+
+    views = sub.add_parser("views", help="print CREATE VIEW statements for the DuckDB CLI")
+    views.set_defaults(func=cmd_views)
+
+    summary = sub.add_parser("summary", help="key figures of a round")
+    summary.add_argument("--round", type=int, default=1)
+    summary.set_defaults(func=cmd_summary)
+    return p
+
+
+def _output_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--width", type=int, default=60, help="table format: cut cells to this many characters (0: no cut)")
+
+
+# ---------------------------------------------------------------- run
+
+
+def cmd_run(args) -> int:
+    from rstar_pipeline.assets.partitions import SHARDS
+
+    config = Path(args.config) if args.config else CONFIGS_DIR / f"{args.job}.yaml"
+    if not config.exists():
+        raise FileNotFoundError(f"run config {config} does not exist")
+    cmd = [sys.executable, "-m", "dagster", "job", "execute", "-m", "rstar_pipeline.definitions",
+           "-j", args.job, "-c", str(config)]
+    if args.shard or args.shards:
+        start, _, end = (args.shards or f"{args.shard}:{args.shard}").partition(":")
+        unknown = [k for k in (start, end) if k not in SHARDS]
+        if unknown:
+            raise ValueError(f"unknown shard {unknown[0]!r}; shards are {SHARDS[0]} .. {SHARDS[-1]}")
+        cmd += ["--tags", json.dumps({"dagster/asset_partition_range_start": start,
+                                      "dagster/asset_partition_range_end": end})]
+    env = {**os.environ, "DAGSTER_HOME": str(_ensure_dagster_home()), "RSTAR_STORE": str(store_root())}
+    print("$ " + " ".join(cmd[1:3] + [c if " " not in c else f"'{c}'" for c in cmd[3:]]), flush=True)
+    start_t = time.perf_counter()
+    code = subprocess.call(cmd, env=env)
+    wall = time.perf_counter() - start_t
+    if code != 0:
+        print(f"rstar: the run failed (exit code {code}); re-running the same command resumes it", file=sys.stderr)
+        return code
+    round_no = int(args.job.split("_")[1]) if args.job.startswith("round_") else 1
+    _print_summary(round_no, wall)
+    return 0
+
+
+def _ensure_dagster_home() -> Path:
+    home = dagster_home()
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(DAGSTER_YAML)
+    return home
+
+
+def _print_summary(round_no: int, wall: float | None = None) -> None:
+    from rstar_pipeline.warehouse.store import Warehouse
+    from rstar_pipeline.warehouse.summaries import markdown, pair_summary, search_summary, trajectory_summary
+
+    store = Warehouse(store_root())
+    s, t, p = search_summary(store, round_no), trajectory_summary(store, round_no), pair_summary(store, round_no)
+    search_s = _search_wall(store, round_no)
+    print(f"\nRound {round_no}" + (f" finished in {wall:.1f} s" if wall else ""))
+    print(f"  problems      {s['problems']}  solved {s['solved']} ({100 * s['solve_rate']:.1f}%)")
+    print(f"  tree nodes    {s['nodes']}  mean depth {s['mean_depth']:.2f}  programs run {s['programs']}")
+    if search_s:
+        print(f"  search        {search_s:.1f} s  ({s['nodes'] / search_s:.0f} nodes/s)")
+    print(f"  trajectories  {t['trajectories']}  correct {t['correct']}  SFT rows {t['sft_selected']}")
+    print(f"  pairs         {p['pairs']}  step {p['step_pairs']}  final {p['final_pairs']}  "
+          f"mean margin {p['mean_margin']:.2f}")
+    print("\nSolve rate by level:\n" + markdown(s["by_level"]))
+    print(f"\nData: {store.root}  (Parquet: <table>/round_{round_no}/shard_*.parquet)")
+    print("Query it:  rstar sql \"select level, count(*) from problems group by level\"")
+    print("           rstar query            (lists the named queries: checks, solve_rate_by_level, ...)")
+    print("           rstar views            (CREATE VIEW statements for the DuckDB CLI)")
+
+
+def _search_wall(store, round_no: int) -> float:
+    from rstar_pipeline.warehouse.views import query
+
+    rows = query(store, "SELECT sum(wall_s) AS s FROM search_shards WHERE round = $r", {"r": round_no}).to_pylist()
+    return (rows[0]["s"] or 0.0) if rows else 0.0
+
+
+# ---------------------------------------------------------------- SQL
+
+
+def cmd_sql(args) -> int:
+    text = Path(args.file).read_text() if args.file else args.query
+    if not text:
+        raise ValueError("give a query or -f FILE")
+    return _run_sql(text, {}, args)
+
+
+def cmd_query(args) -> int:
+    from rstar_pipeline.warehouse.views import named_queries, query_params
+
+    queries = named_queries()
+    if not args.name:
+        for name, sql in queries.items():
+            first = next((line[2:].strip() for line in sql.splitlines() if line.startswith("--")), "")
+            print(f"{name:24} {first}")
+        return 0
+    if args.name not in queries:
+        raise KeyError(f"no query {args.name!r}; known: {', '.join(queries)}")
+    sql = queries[args.name]
+    given = dict(kv.split("=", 1) for kv in args.param)
+    params = {name: _param_value(given.get(name)) for name in query_params(sql)}
+    return _run_sql(sql, params, args)
+
+
+def _param_value(text: str | None):
+    if text is None:
+        return None
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def _run_sql(text: str, params: dict, args) -> int:
+    from rstar_pipeline.warehouse.store import Warehouse
+    from rstar_pipeline.warehouse.views import query
+
+    rows = query(Warehouse(store_root()), text, params).to_pylist()
+    if args.format == "json":
+        print(json.dumps(rows, indent=2, default=str, ensure_ascii=False))
+    elif args.format == "csv":
+        import csv
+
+        if rows:
+            writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    else:
+        print(_table(rows, args.width))
+    return 0
+
+
+def _table(rows: list[dict], width: int) -> str:
+    if not rows:
+        return "(no rows)"
+    cut = lambda v: (s if width <= 0 or len(s := str(v).replace("\n", "\\n")) <= width else s[:width - 1] + "…")
+    cells = [[cut(v) for v in r.values()] for r in rows]
+    head = list(rows[0])
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head)]
+    line = lambda vals: "  ".join(v.ljust(w) for v, w in zip(vals, widths)).rstrip()
+    return "\n".join([line(head), line(["-" * w for w in widths]), *(line(c) for c in cells),
+                      f"({len(rows)} row{'s' if len(rows) != 1 else ''})"])
+
+
+def cmd_views(args) -> int:
+    from rstar_pipeline.warehouse.store import Warehouse
+    from rstar_pipeline.warehouse.views import view_statements
+
+    statements = view_statements(Warehouse(store_root()))
+    if not statements:
+        print(f"-- nothing written yet under {store_root()}")
+    print("\n".join(statements))
+    return 0
+
+
+def cmd_summary(args) -> int:
+    _print_summary(args.round)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
