@@ -3,7 +3,7 @@
 Sources: the mini world's generator, or a file in the reference's eval format (a JSON list of
 {index, question, answer}), JSON Lines, or Parquet. Field names `question`/`problem`/`query` and
 `answer`/`answers` are accepted; an answer may be a string, a number or a list of accepted
-answers. Every bad row is rejected with its row number and reason and the good rows go on; a file
+answers; a GSM8K-style worked answer ("...\n#### 72") counts as its final line. Every bad row is rejected with its row number and reason and the good rows go on; a file
 that cannot be read at all raises `ProblemFileError` naming the file. Sharding is a stable hash of
 the problem id, so a problem keeps its shard whatever else is in the set.
 """
@@ -116,7 +116,7 @@ def _file_rows(path: Path) -> Iterator[tuple[int, Any]]:
 def _json_rows(path: Path, data: bytes) -> Iterator[tuple[int, Any]]:
     # surrogateescape keeps going past invalid UTF-8; the row that holds it is rejected below
     try:
-        rows = json.loads(data.decode("utf-8", "surrogateescape"))
+        rows = json.loads(data.decode("utf-8-sig", "surrogateescape"))
     except json.JSONDecodeError as e:
         raise ProblemFileError(f"problem file {path} is not valid JSON: {e}") from e
     if isinstance(rows, dict) and isinstance(rows.get("data"), list):
@@ -127,6 +127,7 @@ def _json_rows(path: Path, data: bytes) -> Iterator[tuple[int, Any]]:
 
 
 def _jsonl_rows(path: Path, data: bytes) -> Iterator[tuple[int, Any]]:
+    data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte-order mark is not part of the first row
     for i, line in enumerate(data.split(b"\n")):
         if not line.strip():
             continue
@@ -169,18 +170,20 @@ def _validate(raw: Any, row_no: int, source: str, config: ProblemsConfig,
     question = next((raw[k] for k in QUESTION_KEYS if k in raw), None)
     if question is None:
         return reject(f"missing question (expected one of {', '.join(QUESTION_KEYS)})")
-    if not isinstance(question, str) or not question.strip():
+    if not isinstance(question, str):
+        return reject(f"question is a JSON {type(question).__name__}, not text")
+    if not question.strip():
         return reject("empty question")
-    bad_field = next((k for k, v in raw.items() if isinstance(v, str) and _has_bad_bytes(v)), None)
+    bad_field = next((k for k, v in raw.items() if isinstance(v, str) and _not_utf8(v)), None)
     if bad_field:
-        return reject(f"non-UTF-8 bytes in field {bad_field!r}")
+        return reject(f"field {bad_field!r} is not valid UTF-8 text (undecodable bytes or lone surrogates)")
     if len(question) > config.max_question_chars:
         return reject(f"question is {len(question):,} characters, over the limit of {config.max_question_chars:,}")
     answers = _answers(next((raw[k] for k in ANSWER_KEYS if k in raw), None))
     if not answers:
         return reject("missing answer")
-    if _has_bad_bytes("".join(answers)):
-        return reject("non-UTF-8 bytes in the answer")
+    if _not_utf8("".join(answers)):
+        return reject("answer is not valid UTF-8 text (undecodable bytes or lone surrogates)")
     if max(len(a) for a in answers) > config.max_answer_chars:
         return reject(f"answer is over the limit of {config.max_answer_chars:,} characters")
     pid = problem_id(source, question)
@@ -200,16 +203,24 @@ def _answers(value: Any) -> tuple[str, ...]:
         if isinstance(v, (int, float)):
             v = str(v)
         if isinstance(v, str) and v.strip():
-            out.append(v.strip())
+            out.append(_final_line(v.strip()))
     return tuple(out)
+
+
+def _final_line(answer: str) -> str:
+    """GSM8K worked answers end with '#### 72': the final answer is what follows the marker."""
+    head, marker, tail = answer.rpartition("\n#### ")
+    return tail.strip().replace(",", "") if marker and tail.strip() else answer
 
 
 def _level(value: Any) -> int | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str):
-        digits = value.replace("Level", "").strip()
-        return int(digits) if digits.isdigit() else None
+        try:
+            return int(value.replace("Level", "").strip())
+        except ValueError:
+            return None
     return None
 
 
@@ -217,8 +228,9 @@ def _subject(value: Any) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
-def _has_bad_bytes(text: str) -> bool:
-    return any("\udc80" <= ch <= "\udcff" for ch in text)
+def _not_utf8(text: str) -> bool:
+    """Undecodable bytes (kept as \\udcXX by surrogateescape) or JSON-escaped lone surrogates."""
+    return any("\ud800" <= ch <= "\udfff" for ch in text)
 
 
 def _preview(raw: Any, n: int = 120) -> str:

@@ -27,6 +27,15 @@ class Completion:
     stop: str | None = None  # the stop string that ended it, if any
 
 
+def cut_at_stop(text: str, stop: Sequence[str]) -> Completion:
+    """A completion of `text` as an inference engine returns it: cut before the first stop string."""
+    hits = [(text.find(s), s) for s in stop if s in text]
+    if not hits:
+        return Completion(text, "stop")
+    at, s = min(hits)
+    return Completion(text[:at], "stop", s)
+
+
 class Generator(Protocol):
     def generate(self, prompts: Sequence[str], sampling: SamplingConfig) -> list[list[Completion]]:
         """`sampling.n` completions for every prompt, in prompt order."""

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from rstar_pipeline.llm.base import Completion, SamplingConfig
+from rstar_pipeline.llm.base import Completion, SamplingConfig, cut_at_stop
 from rstar_pipeline.miniworld.problems import Op, ReadQuestion, read_question
 from rstar_pipeline.steps import ANSWER, ANSWER_END, CODE, CODE_END, OUTPUT, OUTPUT_END, STEP_END, load_template
 
@@ -55,7 +55,7 @@ class BootstrapTeacher:
         except ValueError:
             return Completion("", "stop")  # not a mini-world problem: like a model with nothing to say
         step = _Writer(read, partial, rng, self._mistake(rng, sampling)).next_step()
-        return _cut(step, sampling.stop)
+        return cut_at_stop(step, sampling.stop)
 
     def _read_prompt(self, prompt: str) -> tuple[str, str]:
         for template in self.templates:
@@ -69,15 +69,6 @@ class BootstrapTeacher:
         if sampling.temperature == 0 or rng.random() >= self.config.mistake_rate:
             return None
         return rng.choices(MISTAKES, weights=self.config.mistake_weights)[0]
-
-
-def _cut(text: str, stop: Sequence[str]) -> Completion:
-    """Apply stop strings the way an inference engine does: cut before the first one."""
-    hits = [(text.find(s), s) for s in stop if s in text]
-    if not hits:
-        return Completion(text, "stop")
-    at, s = min(hits)
-    return Completion(text[:at], "stop", s)
 
 
 class _Writer:

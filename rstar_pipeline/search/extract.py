@@ -178,7 +178,7 @@ SELECT s.round, s.shard, s.problem_id, 'step' AS kind, s.parent_id AS prefix_nod
 FROM sized s
 JOIN paths p ON p.problem_id = s.problem_id AND p.node_id = s.parent_id
 JOIN prompts pr ON pr.problem_id = s.problem_id
-WHERE s.q_chosen - s.q_rejected >= getvariable('margin')
+WHERE s.q_chosen - s.q_rejected >= getvariable('margin') - 1e-9  -- Q values are sums of floats
   AND levenshtein(s.chosen, s.rejected) >= getvariable('edit')
 """
 
@@ -213,6 +213,6 @@ SELECT * FROM (
            levenshtein(response, rejected) AS edit_distance, pos_count, neg_count,
            1.0 / (pos_count * neg_count) AS weight
     FROM sized
-    WHERE leaf_q - q_rejected >= getvariable('margin') AND levenshtein(response, rejected) >= getvariable('edit')
+    WHERE leaf_q - q_rejected >= getvariable('margin') - 1e-9 AND levenshtein(response, rejected) >= getvariable('edit')
 )
 """

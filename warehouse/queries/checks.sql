@@ -24,7 +24,7 @@ UNION ALL
 SELECT 'more than sft_top_k=2 sft trajectories for a problem',
        count(*) FROM (SELECT round, problem_id FROM trajectories WHERE selected_for_sft GROUP BY ALL HAVING count(*) > 2)
 UNION ALL
-SELECT 'pair with q_chosen - q_rejected < 0.5', count(*) FILTER (WHERE q_chosen - q_rejected < 0.5) FROM preference_pairs
+SELECT 'pair with q_chosen - q_rejected < 0.5', count(*) FILTER (WHERE q_chosen - q_rejected < 0.5 - 1e-9) FROM preference_pairs
 UNION ALL
 SELECT 'pair with edit distance < 20', count(*) FILTER (WHERE edit_distance < 20) FROM preference_pairs
 UNION ALL

@@ -1,0 +1,118 @@
+"""The mini world: problem generator and the bootstrap teacher."""
+
+import collections
+
+import pytest
+
+from rstar_pipeline.grading import is_equivalent
+from rstar_pipeline.llm.base import SamplingConfig
+from rstar_pipeline.miniworld.problems import generate, read_question
+from rstar_pipeline.miniworld.teacher import BootstrapTeacher, TeacherConfig
+from rstar_pipeline.sandbox import make_sandbox
+from rstar_pipeline.steps import SEARCH_STOP, StepKind, load_template, output_block, parse_step, program
+
+BOOT = load_template("bootstrap")
+
+
+def test_generator_is_seeded_and_exact():
+    """Same seed, same problems; answers are the exact result of the operations; levels 1-5."""
+    a, b = generate(300, 7), generate(300, 7)
+    assert a == b and a != generate(300, 8)
+    assert set(p.level for p in a) == {1, 2, 3, 4, 5}
+    for p in a:
+        value = p.start
+        for op in p.ops:
+            value = op.apply(value)
+        assert value == p.answer and len(p.ops) == p.level and value >= 0
+
+
+def test_questions_read_back_into_operations():
+    """read_question inverts the templates exactly."""
+    for p in generate(300, 1):
+        r = read_question(p.question)
+        assert (r.name, r.item, r.start, r.ops) == (p.name, p.item, p.start, p.ops)
+
+
+def test_read_question_rejects_other_text():
+    """Text outside the templates is not guessed at."""
+    with pytest.raises(ValueError):
+        read_question("What is 2 + 2?")
+
+
+def solve(teacher, question, temperature, seed, sandbox, max_steps=12):
+    """Roll one solution out with the teacher, executing code steps like the search does."""
+    partial, codes, step = "", [], None
+    for _ in range(max_steps):
+        c = teacher.generate([BOOT.build(question, partial)], SamplingConfig(
+            n=1, temperature=temperature, stop=SEARCH_STOP, seed=seed))[0][0]
+        step = parse_step(c.text, c.stop)
+        if step.kind is StepKind.ANSWER:
+            return partial + step.text, step.answer
+        codes.append(step.code)
+        result = sandbox.execute(program(codes))
+        if not result.ok:
+            return partial + step.text, None
+        partial += step.text + (output_block(result.stdout) if step.kind is StepKind.CODE_END else "")
+    return partial, None
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    with make_sandbox() as sb:
+        yield sb
+
+
+def test_greedy_teacher_is_always_right(sandbox):
+    """At temperature 0 the teacher makes no mistakes: every solution executes to the exact answer."""
+    teacher = BootstrapTeacher()
+    for i, p in enumerate(generate(60, 2)):
+        _, answer = solve(teacher, p.question, 0.0, i, sandbox)
+        assert is_equivalent(answer, [str(p.answer)]), p.question
+
+
+def test_sampled_teacher_makes_mistakes_at_its_rate(sandbox):
+    """At temperature > 0 some solutions go wrong, more with a higher mistake rate."""
+    problems = generate(80, 3)
+
+    def accuracy(rate):
+        teacher = BootstrapTeacher(TeacherConfig(mistake_rate=rate))
+        return sum(is_equivalent(solve(teacher, p.question, 1.0, i, sandbox)[1], [str(p.answer)])
+                   for i, p in enumerate(problems)) / len(problems)
+
+    low, high = accuracy(0.05), accuracy(0.4)
+    assert 0.5 < low < 1.0 and high < low - 0.2
+
+
+def test_teacher_mistake_kinds_all_occur():
+    """Every mistake kind shows up: wrong numbers, wrong operators, failing code, early answers."""
+    teacher = BootstrapTeacher(TeacherConfig(mistake_rate=1.0))
+    p = next(p for p in generate(50, 4) if p.level >= 3)
+    partial = "<code>\n# Step 1: start\ntotal = %d\n<end_of_step>" % p.start
+    texts = [c.text for c in teacher.generate([BOOT.build(p.question, partial)],
+                                              SamplingConfig(n=200, temperature=1.0, stop=SEARCH_STOP))[0]]
+    kinds = collections.Counter("print(" in t or "_total" in t or "per_" in t or '"' in t or t.rstrip().endswith(")")
+                                for t in texts)
+    assert kinds[True] > 0 and kinds[False] > 0
+    assert any("print(total)" in t for t in texts)  # premature answer
+    assert any('"' in t or "per_" in t or "_total" in t for t in texts)  # code that raises
+
+
+def test_teacher_honours_n_stop_and_seed():
+    """n samples per prompt, stop strings cut and reported, same seed same samples."""
+    teacher = BootstrapTeacher()
+    prompt = BOOT.build(generate(1, 5)[0].question)
+    s = SamplingConfig(n=5, temperature=0.7, stop=SEARCH_STOP, seed=3)
+    first = teacher.generate([prompt, prompt], s)
+    assert len(first) == 2 and all(len(c) == 5 for c in first)
+    assert all(c.stop == "<end_of_step>" and "<end_of_step>" not in c.text for c in first[0])
+    assert teacher.generate([prompt], s)[0] == first[0]
+    no_stop = teacher.generate([prompt], SamplingConfig(n=1, temperature=0.0))[0][0]
+    assert no_stop.stop is None and no_stop.text.endswith("<end_of_step>")
+
+
+def test_teacher_reads_the_sft_template_too():
+    """The teacher reads fine-tuned-style prompts as well."""
+    sft = load_template("sft")
+    c = BootstrapTeacher().generate([sft.build(generate(1, 6)[0].question)],
+                                    SamplingConfig(n=1, temperature=0, stop=SEARCH_STOP))[0][0]
+    assert c.text.startswith("<code>\n# Step 1")
