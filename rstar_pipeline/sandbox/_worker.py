@@ -22,8 +22,8 @@ import tempfile
 import time
 import traceback
 
-MEMORY_EXIT = 86  # exit code the child uses to report MemoryError
 PROGRAM_FILE = "<program>"
+STATUS_FD = 3  # the child writes b"m" here when the program ran out of memory
 
 
 def main() -> None:
@@ -47,26 +47,29 @@ def run_one(code: str, timeout_s: float, settings: dict) -> dict:
     scratch = tempfile.mkdtemp(prefix="rstar-sbx-", dir=settings.get("scratch_root"))
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
+    st_r, st_w = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
     start = time.monotonic()
     pid = os.fork()
     if pid == 0:
-        _child(code, scratch, out_w, err_w, timeout_s, settings)
-    os.close(out_w)
-    os.close(err_w)
+        _child(code, scratch, (out_w, err_w, st_w), timeout_s, settings)
+    for fd in (out_w, err_w, st_w):
+        os.close(fd)
     try:
         stdout, stderr, status, timed_out = _supervise(pid, out_r, err_r, start + timeout_s, settings)
+        out_of_memory = not timed_out and b"m" in _read_ready(st_r)
     finally:
+        os.close(st_r)
         shutil.rmtree(scratch, ignore_errors=True)
-    return {"status": _status(status, timed_out), "exit_code": _exit_code(status),
+    return {"status": _status(status, timed_out, out_of_memory), "exit_code": _exit_code(status),
             "stdout": stdout, "stderr": stderr, "duration_s": time.monotonic() - start}
 
 
 def _supervise(pid, out_r, err_r, deadline, settings):
     """Collect output until the child ends or the deadline passes; returns (out, err, wait status, timed_out)."""
     cap = int(settings["max_output_bytes"])
-    chunks = {out_r: bytearray(), err_r: bytearray()}
+    chunks = {out_r: _Capped(cap), err_r: _Capped(cap)}
     pidfd = os.pidfd_open(pid)
     open_fds = [out_r, err_r]
     status, timed_out = None, False
@@ -90,11 +93,20 @@ def _supervise(pid, out_r, err_r, deadline, settings):
             data = os.read(fd, 65536)
             if not data:
                 open_fds.remove(fd)
-            elif len(chunks[fd]) <= cap:
-                chunks[fd] += data
+            else:
+                chunks[fd].add(data)
     for fd in (out_r, err_r, pidfd):
         os.close(fd)
-    return _text(chunks[out_r], cap), _text(chunks[err_r], cap), status, timed_out
+    return chunks[out_r].text(), chunks[err_r].text(), status, timed_out
+
+
+def _read_ready(fd) -> bytes:
+    """What is in a pipe now, without waiting (a leftover descendant may still hold its write end)."""
+    os.set_blocking(fd, False)
+    try:
+        return os.read(fd, 16)
+    except BlockingIOError:
+        return b""
 
 
 def _kill_group(pid):
@@ -104,34 +116,52 @@ def _kill_group(pid):
         pass
 
 
-def _text(data: bytearray, cap: int) -> str:
-    if len(data) > cap:
-        return data[:cap].decode("utf-8", "replace") + f"\n[output truncated at {cap} bytes]"
-    return data.decode("utf-8", "replace")
+class _Capped:
+    """Keeps the first and the last cap/2 bytes of a stream: the end holds the answer or the exception."""
+
+    def __init__(self, cap: int):
+        self.cap, self.size, self.head, self.tail = cap, 0, bytearray(), bytearray()
+
+    def add(self, data: bytes) -> None:
+        self.size += len(data)
+        room = self.cap // 2 - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        self.tail = (self.tail + data)[-(self.cap - self.cap // 2):]
+
+    def text(self) -> str:
+        if self.size <= self.cap:
+            return (self.head + self.tail).decode("utf-8", "replace")
+        head, tail = self.head.decode("utf-8", "replace"), self.tail.decode("utf-8", "replace")
+        return f"{head}\n[output truncated at {self.cap} bytes: {self.size - self.cap} bytes cut here]\n{tail}"
 
 
-def _status(status, timed_out) -> str:
+def _status(status, timed_out, out_of_memory) -> str:
     if timed_out:
         return "timeout"
     if os.WIFSIGNALED(status):
         return "timeout" if os.WTERMSIG(status) == signal.SIGXCPU else "killed"
-    code = os.WEXITSTATUS(status)
-    return "ok" if code == 0 else "memory" if code == MEMORY_EXIT else "error"
+    if os.WEXITSTATUS(status) == 0:
+        return "ok"
+    return "memory" if out_of_memory else "error"
 
 
 def _exit_code(status) -> int:
     return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 
 
-def _child(code, scratch, out_w, err_w, timeout_s, settings):
+def _child(code, scratch, fds, timeout_s, settings):
     exit_code = 1
     try:
         os.setsid()
+        out_w, err_w, st_w = fds
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
-        os.closerange(3, 65536)
+        os.dup2(st_w, STATUS_FD)
+        os.closerange(STATUS_FD + 1, 65536)
         os.chdir(scratch)
         os.environ.clear()
         os.environ.update({"HOME": scratch, "TMPDIR": scratch, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
@@ -170,7 +200,8 @@ def _execute(code: str) -> int:
         return 1
     except MemoryError:
         print("MemoryError: the program ran out of memory", file=sys.stderr)
-        return MEMORY_EXIT
+        os.write(STATUS_FD, b"m")
+        return 1
     except BaseException as e:  # the program's own error: report it as Python would
         tb = e.__traceback__
         while tb is not None and tb.tb_frame.f_code.co_filename != PROGRAM_FILE:

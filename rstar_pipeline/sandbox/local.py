@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import os
 import selectors
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections import deque
 from dataclasses import asdict
@@ -30,9 +32,12 @@ WORKER_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1"
 
 
 class _Worker:
-    def __init__(self, settings: str):
+    def __init__(self, settings: dict, scratch_root: Path):
+        # each worker has its own scratch root, removed with it: a program that kills its worker
+        # leaves no directory behind
+        self.scratch = Path(tempfile.mkdtemp(prefix="w", dir=scratch_root))
         self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-X", "utf8", str(WORKER), settings],
+            [sys.executable, "-I", "-X", "utf8", str(WORKER), json.dumps({**settings, "scratch_root": str(self.scratch)})],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             env=WORKER_ENV, close_fds=True)
         self.task: int | None = None
@@ -46,6 +51,7 @@ class _Worker:
     def kill(self) -> None:
         self.proc.kill()
         self.proc.wait()
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 class LocalSandbox:
@@ -55,8 +61,9 @@ class LocalSandbox:
         self.config = config
         self.cache = ResultCache(config.cache_size)
         self.executed = 0
-        self._settings = json.dumps({**asdict(config), "preload": list(config.preload)})
+        self._settings = {**asdict(config), "preload": list(config.preload)}
         self._workers: list[_Worker] = []
+        self._scratch_root: Path | None = None
 
     def __enter__(self) -> "LocalSandbox":
         return self
@@ -87,6 +94,9 @@ class LocalSandbox:
         for worker in self._workers:
             worker.kill()
         self._workers = []
+        if self._scratch_root is not None:
+            shutil.rmtree(self._scratch_root, ignore_errors=True)
+            self._scratch_root = None
 
     def _run_uncached(self, programs: list[str], timeout_s: float) -> list[ExecResult]:
         if not programs:
@@ -132,13 +142,18 @@ class LocalSandbox:
             results[worker.task] = ExecResult(ExecStatus.KILLED, "", why, None, 0.0)
         selector.unregister(worker.proc.stdout)
         worker.kill()
-        fresh = _Worker(self._settings)
+        fresh = self._new_worker()
         self._workers[self._workers.index(worker)] = fresh
         selector.register(fresh.proc.stdout, selectors.EVENT_READ, fresh)
 
     def _ensure_workers(self, n: int) -> None:
         while len(self._workers) < n:
-            self._workers.append(_Worker(self._settings))
+            self._workers.append(self._new_worker())
+
+    def _new_worker(self) -> _Worker:
+        if self._scratch_root is None:
+            self._scratch_root = Path(tempfile.mkdtemp(prefix="rstar-sandbox-"))
+        return _Worker(self._settings, self._scratch_root)
 
     def _pool_size(self) -> int:
         return self.config.workers or os.cpu_count() or 1

@@ -22,7 +22,9 @@ from rstar_pipeline.warehouse.store import Warehouse
 
 
 def _glob(store: Warehouse, table: str) -> str:
-    return str(store.root / table / ("*/*.parquet" if table in ROUND_TABLES else "*.parquet"))
+    """The table's files as the body of a SQL string literal (quotes doubled)."""
+    path = str(store.root / table / ("*/*.parquet" if table in ROUND_TABLES else "*.parquet"))
+    return path.replace("'", "''")
 
 
 def _has_files(store: Warehouse, table: str) -> bool:
@@ -50,7 +52,7 @@ def connect(store: Warehouse) -> duckdb.DuckDBPyConnection:
             con.register(f"_empty_{table}", schema.empty_table())
             con.execute(f"CREATE VIEW {table} AS SELECT * FROM _empty_{table}")
     if not _has_files(store, "tree_nodes"):
-        con.execute("CREATE VIEW search_shards AS SELECT NULL::VARCHAR AS file WHERE false")
+        con.execute(_EMPTY_SEARCH_SHARDS)
     return con
 
 
@@ -70,6 +72,11 @@ def query_params(sql: str) -> list[str]:
     """Named parameters ($name) a query expects."""
     return sorted(set(re.findall(r"\$([A-Za-z_]\w*)", sql)))
 
+
+_EMPTY_SEARCH_SHARDS = """CREATE VIEW search_shards AS
+SELECT NULL::VARCHAR AS file, NULL::INTEGER AS round, NULL::VARCHAR AS shard, NULL::VARCHAR AS identity,
+       NULL::INTEGER AS problems, NULL::INTEGER AS nodes, NULL::DOUBLE AS wall_s, NULL::JSON AS config
+WHERE false"""
 
 _SEARCH_SHARDS = """CREATE OR REPLACE VIEW search_shards AS
 WITH kv AS (

@@ -19,4 +19,5 @@ up AS (
 )
 SELECT any_value(up.round) AS round, any_value(up.problem_id) AS problem_id, any_value(p.question) AS question,
        any_value(p.answers) AS answers, string_agg(up.step_text, '' ORDER BY up.depth) AS solution
-FROM up JOIN problems p USING (problem_id);
+FROM up JOIN problems p USING (problem_id)
+HAVING count(*) > 0;
