@@ -41,6 +41,17 @@ def main() -> None:
         result["id"] = request["id"]
         proto_out.write(json.dumps(result).encode() + b"\n")
         proto_out.flush()
+    _remove_scratch_root(settings.get("scratch_root"))
+
+
+def _remove_scratch_root(root) -> None:
+    """End of input: the pool closed or died. Leave nothing behind in the temp dir."""
+    if root:
+        shutil.rmtree(root, ignore_errors=True)
+        try:
+            os.rmdir(os.path.dirname(root))  # the pool's folder, once its last worker is gone
+        except OSError:
+            pass
 
 
 def run_one(code: str, timeout_s: float, settings: dict) -> dict:
