@@ -1,13 +1,11 @@
 """Answer extraction and equivalence (the round-1 subset; the full grader has its own issue)."""
 
 import json
-from pathlib import Path
-
 import pytest
 
 from rstar_pipeline.grading import extract_boxed, is_equivalent, parse_number
+from shared_data import SHARED_DATA, needs_shared
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -50,11 +48,10 @@ def test_parse_number_is_exact():
     assert parse_number("abc") is None and parse_number("1/0") is None
 
 
+@needs_shared
 def test_gsm8k_answers_equal_themselves_and_boxed():
     """Every GSM8K test answer is equivalent to itself and to its \\boxed{} extraction."""
-    path = DATA / "eval" / "gsm8k_test.json"
-    if not path.exists():
-        pytest.skip(f"{path} not present")
+    path = SHARED_DATA / "eval" / "gsm8k_test.json"
     for item in json.loads(path.read_text()):
         a = str(item["answer"])
         assert is_equivalent(a, [a]) and is_equivalent(extract_boxed(f"\\boxed{{{a}}}"), [a])

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from shared_data import SHARED_DATA, needs_shared
 from rstar_pipeline.problemsets import (
     Problem,
     ProblemFileError,
@@ -21,7 +22,6 @@ from rstar_pipeline.problemsets import (
 from rstar_pipeline.stages import shard_keys, write_problem_shards
 from rstar_pipeline.warehouse.store import Warehouse
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 BIG_QUESTION = "x" * 1_000_000
 
 
@@ -462,7 +462,6 @@ def test_miniworld_split_changes_problems():
 
 # ---------------------------------------------------------------- real data in the shared folder
 
-needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared data folder {SHARED_DATA} is absent")
 
 
 @needs_shared
