@@ -18,13 +18,19 @@ from rstar_pipeline.paths import PROJECT_ROOT
 from rstar_pipeline.warehouse.store import Warehouse
 from rstar_pipeline.warehouse.views import named_queries, query
 
-SMALL = {
-    "ops": {
-        "problems": {"config": {"source": "miniworld", "count": 40, "seed": 5}},
-        "round_1__mcts_trees": {"config": {"search": {"rollouts": 4, "n_samples": 3}}},
-    },
-    "loggers": {"console": {"config": {"log_level": "WARNING"}}},
-}
+PRESET = yaml.safe_load((PROJECT_ROOT / "assets" / "configs" / "round_1.yaml").read_text())
+
+
+def preset(count: int, seed: int, rollouts: int, n_samples: int) -> dict:
+    """The default preset (assets/configs/round_1.yaml), smaller."""
+    config = json.loads(json.dumps(PRESET))
+    config["ops"]["problems"]["config"].update(count=count, seed=seed)
+    config["ops"]["round_1__mcts_trees"]["config"]["search"].update(rollouts=rollouts, n_samples=n_samples)
+    config["loggers"]["console"]["config"]["log_level"] = "WARNING"
+    return config
+
+
+SMALL = preset(count=40, seed=5, rollouts=4, n_samples=3)
 
 
 def run_round(store_root, monkeypatch, run_config=SMALL, tags=None):
@@ -168,10 +174,9 @@ def test_unreadable_problem_file_fails_naming_the_file(tmp_path, monkeypatch):
 
 def test_kill_9_then_rerun_has_no_duplicate_or_missing_rows(tmp_path, monkeypatch):
     """kill -9 part-way through `rstar run`, run the same command again: the same data as an uninterrupted run."""
-    preset = {**SMALL, "ops": {**SMALL["ops"], "problems": {"config": {"source": "miniworld", "count": 64, "seed": 6}},
-                               "round_1__mcts_trees": {"config": {"search": {"rollouts": 4, "n_samples": 4}}}}}
+    medium = preset(count=64, seed=6, rollouts=4, n_samples=4)
     config_file = tmp_path / "preset.yaml"
-    config_file.write_text(yaml.safe_dump(preset))
+    config_file.write_text(yaml.safe_dump(medium))
     store = tmp_path / "store"
     env = {**os.environ, "RSTAR_STORE": str(store), "DAGSTER_HOME": str(tmp_path / "dagster")}
     cmd = [sys.executable, "-m", "rstar_pipeline.cli", "run", "round_1", "-c", str(config_file)]
@@ -189,7 +194,7 @@ def test_kill_9_then_rerun_has_no_duplicate_or_missing_rows(tmp_path, monkeypatc
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Round 1" in done.stdout and "solved" in done.stdout
     reference = tmp_path / "reference"
-    assert run_round(reference, monkeypatch, preset).success
+    assert run_round(reference, monkeypatch, medium).success
     for table, order in [("problems", "problem_id"), ("tree_nodes", "problem_id, node_id"),
                          ("trajectories", "problem_id, leaf_node_id"),
                          ("preference_pairs", "problem_id, kind, prefix_node_id, chosen_node_id, rejected_node_id")]:

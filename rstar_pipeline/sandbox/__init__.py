@@ -4,7 +4,8 @@
 a wall-clock limit enforced from outside and reports an `ExecResult` per program.
 """
 
-from rstar_pipeline.sandbox.base import ExecResult, ExecStatus, ResultCache, Sandbox, SandboxConfig
+from rstar_pipeline.sandbox.base import (ExecResult, ExecStatus, ResultCache, Sandbox, SandboxConfig,
+                                         SandboxIsolationError, SandboxUnavailableError)
 
 
 def make_sandbox(config: SandboxConfig = SandboxConfig()) -> Sandbox:
@@ -12,7 +13,10 @@ def make_sandbox(config: SandboxConfig = SandboxConfig()) -> Sandbox:
         from rstar_pipeline.sandbox.local import LocalSandbox
 
         return LocalSandbox(config)
-    raise NotImplementedError(f"sandbox backend {config.backend!r} is not available yet")
+    from rstar_pipeline.sandbox.docker import DockerSandbox
+
+    return DockerSandbox(config)
 
 
-__all__ = ["ExecResult", "ExecStatus", "ResultCache", "Sandbox", "SandboxConfig", "make_sandbox"]
+__all__ = ["ExecResult", "ExecStatus", "ResultCache", "Sandbox", "SandboxConfig", "SandboxIsolationError", "SandboxUnavailableError",
+           "make_sandbox"]

@@ -1,22 +1,36 @@
-"""Sandbox worker process: runs each program it is sent in a fresh forked child.
+"""Sandbox worker process: runs each program it is sent in a fresh, isolated child.
 
-Started by `LocalSandbox` as `python -I -X utf8 _worker.py '<json settings>'`, with an empty
-environment. It speaks JSON lines: one request {"id", "code", "timeout_s"} in on stdin, one result
-out on stdout. Standard library only, so nothing of the parent package is importable by programs.
+Started by the pool as `python -I -X utf8 _worker.py '<json settings>'` with an empty environment
+(locally), or inside a container (Docker backend). Standard library only. Protocol, JSON lines:
+first the worker says {"ready": true, "isolation": [...]} (or {"ready": false, "error": ...} and
+exits: isolation that cannot be set up fails closed); then one request {"id", "code",
+"timeout_s"} in on stdin, one result out on stdout.
 
-Per program: fork; the child starts a new session (its own process group), closes stdin, sends
-stdout/stderr to pipes, enters a fresh scratch directory, clears the environment, sets rlimits
-and execs the code in a fresh namespace. The worker enforces the wall-clock limit from outside
-(SIGKILL to the whole process group), kills whatever the program left behind in its group when it
-ends, and derives the status from how the child ended, never from the output text.
+Isolation modes (settings["isolation"]):
+  strict     (local default, needs root) the worker enters an empty network namespace and a
+             private mount namespace with fresh tmpfs over /tmp, /var/tmp, /dev/shm and /run. Each
+             program is cloned into a new PID and mount namespace (its own /proc; when it ends,
+             the kernel kills everything it started), runs as a dedicated non-root uid with an
+             empty capability bounding set, no_new_privs and a seccomp filter.
+  container  (inside the Docker backend's container) fork per program, no_new_privs, seccomp;
+             the container provides namespaces; leftovers are killed by scanning /proc.
+  none       (explicit opt-out) fork per program in its own session; rlimits only.
+Every mode: a fresh scratch directory as cwd and HOME, an empty environment, stdin closed,
+rlimits (address space, CPU, processes, open files, file size, no core), the wall-clock limit
+enforced from outside with SIGKILL, and the status taken from how the process ended.
 """
 
+import ctypes
+import gc
 import json
 import os
+import platform
 import resource
 import select
 import shutil
 import signal
+import socket
+import struct
 import sys
 import tempfile
 import time
@@ -24,6 +38,42 @@ import traceback
 
 PROGRAM_FILE = "<program>"
 STATUS_FD = 3  # the child writes b"m" here when the program ran out of memory
+
+CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x20000000, 0x40000000
+NAMESPACE_FLAGS = 0x7E020080  # NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET | NEWTIME
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 1 << 14, 1 << 18
+PR_CAPBSET_DROP, PR_SET_SECCOMP, PR_SET_NO_NEW_PRIVS, SECCOMP_MODE_FILTER = 24, 22, 38, 2
+UID_BASE = 200_000  # strict mode runs programs as UID_BASE + worker pid: unique among live workers
+
+# syscalls a math program never needs; denied with EPERM (clone3 with ENOSYS, so libc falls back to clone)
+DENIED = ("socket", "ptrace", "mount", "umount2", "pivot_root", "chroot", "unshare", "setns", "bpf",
+          "perf_event_open", "userfaultfd", "keyctl", "add_key", "request_key", "io_uring_setup",
+          "io_uring_enter", "io_uring_register", "kexec_load", "init_module", "finit_module",
+          "delete_module", "reboot", "swapon", "swapoff", "process_vm_readv", "process_vm_writev",
+          "open_by_handle_at", "name_to_handle_at")
+ARCHES = {
+    "x86_64": {"audit": 0xC000003E, "x32": True, "clone": 56, "clone3": 435, "nr": {
+        "socket": 41, "ptrace": 101, "mount": 165, "umount2": 166, "pivot_root": 155, "chroot": 161,
+        "unshare": 272, "setns": 308, "bpf": 321, "perf_event_open": 298, "userfaultfd": 323, "keyctl": 250,
+        "add_key": 248, "request_key": 249, "io_uring_setup": 425, "io_uring_enter": 426,
+        "io_uring_register": 427, "kexec_load": 246, "init_module": 175, "finit_module": 313,
+        "delete_module": 176, "reboot": 169, "swapon": 167, "swapoff": 168, "process_vm_readv": 310,
+        "process_vm_writev": 311, "open_by_handle_at": 304, "name_to_handle_at": 303}},
+    "aarch64": {"audit": 0xC00000B7, "x32": False, "clone": 220, "clone3": 435, "nr": {
+        "socket": 198, "ptrace": 117, "mount": 40, "umount2": 39, "pivot_root": 41, "chroot": 51,
+        "unshare": 97, "setns": 268, "bpf": 280, "perf_event_open": 241, "userfaultfd": 282, "keyctl": 219,
+        "add_key": 217, "request_key": 218, "io_uring_setup": 425, "io_uring_enter": 426,
+        "io_uring_register": 427, "kexec_load": 104, "init_module": 105, "finit_module": 273,
+        "delete_module": 106, "reboot": 142, "swapon": 224, "swapoff": 225, "process_vm_readv": 270,
+        "process_vm_writev": 271, "open_by_handle_at": 265, "name_to_handle_at": 264}},
+}
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+
+
+class IsolationError(RuntimeError):
+    pass
 
 
 def main() -> None:
@@ -33,51 +83,178 @@ def main() -> None:
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1):
         os.dup2(devnull, fd)  # a program can never write into the protocol stream
-    for module in settings.get("preload", []):
-        __import__(module)  # imported once here, inherited by every forked child
+
+    def send(message: dict) -> None:
+        proto_out.write(json.dumps(message).encode() + b"\n")
+        proto_out.flush()
+
+    try:
+        jail = Jail(settings)
+        for module in settings.get("preload", []):
+            __import__(module)  # imported once here, inherited by every child
+        if settings.get("warmup"):
+            exec(settings["warmup"], {})  # trusted: loads sympy's lazy submodules once, not per program
+        jail.check_single_threaded()
+        gc.freeze()  # children share the worker's objects without the collector touching them
+    except Exception as e:  # noqa: BLE001 - any failure to set up is reported, then the worker exits
+        send({"ready": False, "error": f"{type(e).__name__}: {e}"})
+        return
+    send({"ready": True, "isolation": jail.report})
     for line in proto_in:
         request = json.loads(line)
-        result = run_one(request["code"], float(request["timeout_s"]), settings)
+        result = jail.run(request["code"], float(request["timeout_s"]))
         result["id"] = request["id"]
-        proto_out.write(json.dumps(result).encode() + b"\n")
-        proto_out.flush()
-    _remove_scratch_root(settings.get("scratch_root"))
+        send(result)
+    jail.close()
 
 
-def _remove_scratch_root(root) -> None:
-    """End of input: the pool closed or died. Leave nothing behind in the temp dir."""
-    if root:
-        shutil.rmtree(root, ignore_errors=True)
+# ---------------------------------------------------------------- setting up the worker
+
+
+class Jail:
+    def __init__(self, settings: dict):
+        self.settings = settings
+        self.mode = settings.get("isolation", "strict")
+        self.arch = ARCHES.get(platform.machine())
+        self.uid = self.gid = None
+        self.seccomp = None
+        self.report: list[str] = []
+        if self.mode == "strict":
+            self._strict_setup()
+        elif self.mode == "container":
+            _check_container(settings.get("container_init", "sleep"))
+            self.scratch_root = settings["scratch_root"]
+            self.seccomp = self._seccomp_program()
+            self.report = ["namespaces, read-only root, capabilities and limits: the container's (docker run flags)",
+                           "no_new_privs; seccomp denies " + ", ".join(DENIED[:6]) + ", ...",
+                           "leftover processes killed after each program (scan of the container's /proc)"]
+        elif self.mode == "none":
+            self.scratch_root = settings["scratch_root"]
+            self.report = ["NO ISOLATION (opted out): fresh process, own session, rlimits, empty environment only"]
+        else:
+            raise IsolationError(f"unknown isolation mode {self.mode!r}")
+        os.makedirs(self.scratch_root, exist_ok=True)
+        self.report.append(_limits_report(settings))
+
+    def _strict_setup(self) -> None:
+        if os.geteuid() != 0:
+            raise IsolationError("strict isolation needs root (network, mount and PID namespaces and a dedicated "
+                                 "uid); run as root, use the docker backend, or opt out with isolation='none'")
+        if self.arch is None:
+            raise IsolationError(f"strict isolation supports x86_64 and aarch64, not {platform.machine()}")
+        _unshare(CLONE_NEWNET | CLONE_NEWNS)
+        interfaces = [name for _, name in socket.if_nameindex()]
+        if interfaces != ["lo"]:
+            raise IsolationError(f"the new network namespace is not empty: {interfaces}")
+        _mount(None, "/", None, MS_REC | MS_PRIVATE)
+        hidden = []
+        for path, mode in (("/tmp", "1777"), ("/var/tmp", "1777"), ("/dev/shm", "1777"), ("/run", "755")):
+            if os.path.isdir(path) and not os.path.islink(path):
+                _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV,
+                       f"size={int(self.settings.get('tmpfs_mb', 256))}m,mode={mode}")
+                hidden.append(path)
+        self.scratch_root = tempfile.mkdtemp(prefix="rstar-scratch-", dir="/tmp")
+        os.chmod(self.scratch_root, 0o711)
+        self.uid = self.gid = UID_BASE + os.getpid()
+        _empty_bounding_set()  # inherited by every child; the worker keeps its own effective capabilities
+        self.seccomp = self._seccomp_program()
+        self.report = [
+            "network: empty network namespace per worker (loopback down; no TCP, UDP or abstract sockets)",
+            f"filesystem: private mount namespace; fresh tmpfs over {', '.join(hidden)}; a scratch dir per program",
+            "processes: a new PID namespace per program; everything it starts dies with it",
+            f"user: uid/gid {self.uid} (non-root, no supplementary groups); capability bounding set emptied",
+            "no_new_privs; seccomp denies " + ", ".join(DENIED[:6]) + f" and {len(DENIED) - 6} more, "
+            "and namespace flags in clone",
+            "/proc: the program's own (its PID namespace only); environment empty; stdin closed",
+        ]
+
+    def check_single_threaded(self) -> None:
+        # a raw clone copies only the calling thread; libraries with thread pools would hang in the child
+        threads = len(os.listdir("/proc/self/task"))
+        if self.mode == "strict" and threads != 1:
+            raise IsolationError(f"the worker runs {threads} threads after preloading; set OPENBLAS_NUM_THREADS=1 "
+                                 "and OMP_NUM_THREADS=1")
+
+    def _seccomp_program(self):
+        if self.arch is None:
+            raise IsolationError(f"no seccomp syscall table for {platform.machine()}")
+        return _fprog(_seccomp_filter(self.arch))
+
+    def close(self) -> None:
+        shutil.rmtree(self.settings.get("scratch_root") or "", ignore_errors=True)
+        if self.mode != "strict":
+            try:
+                os.rmdir(os.path.dirname(self.settings["scratch_root"]))  # the pool's folder, once empty
+            except (OSError, KeyError):
+                pass
+
+    # ------------------------------------------------------------ one program
+
+    def run(self, code: str, timeout_s: float) -> dict:
+        scratch = tempfile.mkdtemp(dir=self.scratch_root)
+        if self.uid is not None:
+            os.chown(scratch, self.uid, self.gid)
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        st_r, st_w = os.pipe()
+        start = time.monotonic()
+        pid = _clone(CLONE_NEWPID | CLONE_NEWNS, self.arch) if self.mode == "strict" else os.fork()
+        if pid == 0:
+            self._child(code, scratch, (out_w, err_w, st_w), timeout_s)
+        for fd in (out_w, err_w, st_w):
+            os.close(fd)
         try:
-            os.rmdir(os.path.dirname(root))  # the pool's folder, once its last worker is gone
-        except OSError:
-            pass
+            stdout, stderr, status, timed_out = _supervise(pid, out_r, err_r, start + timeout_s, self.settings,
+                                                           self._kill)
+            out_of_memory = not timed_out and b"m" in _read_ready(st_r)
+        finally:
+            os.close(st_r)
+            shutil.rmtree(scratch, ignore_errors=True)
+        return {"status": _status(status, timed_out, out_of_memory), "exit_code": _exit_code(status),
+                "stdout": stdout, "stderr": stderr, "duration_s": time.monotonic() - start}
+
+    def _kill(self, pid: int) -> None:
+        """Kill the program and everything it started (called while its process is still unreaped)."""
+        if self.mode == "strict":
+            _signal(os.kill, pid)  # the PID namespace's init: the kernel kills the rest of the namespace
+        else:
+            _signal(os.killpg, pid)
+        if self.mode == "container":
+            _kill_strays(keep={1, os.getpid(), pid})  # the supervisor reaps `pid` itself
+
+    def _child(self, code, scratch, fds, timeout_s):
+        exit_code = 1
+        try:
+            os.setsid()
+            out_w, err_w, st_w = fds
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            for src, dst in ((devnull, 0), (out_w, 1), (err_w, 2), (st_w, STATUS_FD)):
+                os.dup2(src, dst)
+            os.closerange(STATUS_FD + 1, 65536)
+            if self.mode == "strict":
+                _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+            os.chdir(scratch)
+            os.environ.clear()
+            os.environ.update({"HOME": scratch, "TMPDIR": scratch, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+            _set_limits(timeout_s, self.settings)
+            if self.mode == "strict":
+                _drop_privileges(self.uid, self.gid)
+            if self.mode != "none":
+                _prctl(PR_SET_NO_NEW_PRIVS, 1)
+                _prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(self.seccomp))
+            exit_code = _execute(code)
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(exit_code)
 
 
-def run_one(code: str, timeout_s: float, settings: dict) -> dict:
-    scratch = tempfile.mkdtemp(prefix="rstar-sbx-", dir=settings.get("scratch_root"))
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    st_r, st_w = os.pipe()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    start = time.monotonic()
-    pid = os.fork()
-    if pid == 0:
-        _child(code, scratch, (out_w, err_w, st_w), timeout_s, settings)
-    for fd in (out_w, err_w, st_w):
-        os.close(fd)
-    try:
-        stdout, stderr, status, timed_out = _supervise(pid, out_r, err_r, start + timeout_s, settings)
-        out_of_memory = not timed_out and b"m" in _read_ready(st_r)
-    finally:
-        os.close(st_r)
-        shutil.rmtree(scratch, ignore_errors=True)
-    return {"status": _status(status, timed_out, out_of_memory), "exit_code": _exit_code(status),
-            "stdout": stdout, "stderr": stderr, "duration_s": time.monotonic() - start}
+# ---------------------------------------------------------------- supervision
 
 
-def _supervise(pid, out_r, err_r, deadline, settings):
+def _supervise(pid, out_r, err_r, deadline, settings, kill):
     """Collect output until the child ends or the deadline passes; returns (out, err, wait status, timed_out)."""
     cap = int(settings["max_output_bytes"])
     chunks = {out_r: _Capped(cap), err_r: _Capped(cap)}
@@ -87,17 +264,17 @@ def _supervise(pid, out_r, err_r, deadline, settings):
     while status is None or open_fds:
         remaining = deadline - time.monotonic()
         if status is None and remaining <= 0:
-            _kill_group(pid)
+            kill(pid)
             timed_out = True
             status = os.waitpid(pid, 0)[1]
             deadline = time.monotonic() + 0.5  # a short drain of what is left in the pipes
             continue
         if status is not None and remaining <= 0:
-            break  # descendants outside the group still hold the pipes open: stop reading
+            break  # something outside our reach still holds the pipes open: stop reading
         ready, _, _ = select.select(open_fds + ([pidfd] if status is None else []), [], [], max(remaining, 0))
         for fd in ready:
             if fd == pidfd:
-                _kill_group(pid)  # leftovers die with it; the unreaped child keeps the group id taken
+                kill(pid)  # leftovers die with it; the unreaped child keeps its pid from being reused
                 status = os.waitpid(pid, 0)[1]
                 deadline = time.monotonic() + 0.5
                 continue
@@ -109,22 +286,6 @@ def _supervise(pid, out_r, err_r, deadline, settings):
     for fd in (out_r, err_r, pidfd):
         os.close(fd)
     return chunks[out_r].text(), chunks[err_r].text(), status, timed_out
-
-
-def _read_ready(fd) -> bytes:
-    """What is in a pipe now, without waiting (a leftover descendant may still hold its write end)."""
-    os.set_blocking(fd, False)
-    try:
-        return os.read(fd, 16)
-    except BlockingIOError:
-        return b""
-
-
-def _kill_group(pid):
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 class _Capped:
@@ -148,6 +309,53 @@ class _Capped:
         return f"{head}\n[output truncated at {self.cap} bytes: {self.size - self.cap} bytes cut here]\n{tail}"
 
 
+def _read_ready(fd) -> bytes:
+    """What is in a pipe now, without waiting (a leftover process may still hold its write end)."""
+    os.set_blocking(fd, False)
+    try:
+        return os.read(fd, 16)
+    except BlockingIOError:
+        return b""
+
+
+def _signal(send, pid) -> None:
+    try:
+        send(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _check_container(init: str) -> None:
+    """Container mode kills every process it can see, so it must see only its container's."""
+    argv0 = open("/proc/1/cmdline", "rb").read().split(b"\0")[0].decode(errors="replace")
+    if os.path.basename(argv0) != init:
+        raise IsolationError(f"container mode must run inside the sandbox container (PID 1 is {argv0!r}, "
+                             f"expected {init!r})")
+
+
+def _kill_strays(keep: set[int]) -> None:
+    """Container mode: kill every live process of the container but `keep` (its init reaps them)."""
+    for _ in range(50):  # a forking program can race the scan a few times; its rlimits bound that
+        strays = [p for p in _live_pids() if p not in keep]
+        if not strays:
+            return
+        for p in strays:
+            _signal(os.kill, p)
+
+
+def _live_pids() -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                state = open(f"/proc/{entry}/stat", "rb").read().rsplit(b")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue  # gone meanwhile
+            if state not in (b"Z", b"X"):
+                pids.append(int(entry))
+    return pids
+
+
 def _status(status, timed_out, out_of_memory) -> str:
     if timed_out:
         return "timeout"
@@ -162,41 +370,39 @@ def _exit_code(status) -> int:
     return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 
 
-def _child(code, scratch, fds, timeout_s, settings):
-    exit_code = 1
-    try:
-        os.setsid()
-        out_w, err_w, st_w = fds
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.dup2(out_w, 1)
-        os.dup2(err_w, 2)
-        os.dup2(st_w, STATUS_FD)
-        os.closerange(STATUS_FD + 1, 65536)
-        os.chdir(scratch)
-        os.environ.clear()
-        os.environ.update({"HOME": scratch, "TMPDIR": scratch, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
-        _set_limits(timeout_s, settings)
-        exit_code = _execute(code)
-    finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(exit_code)
+# ---------------------------------------------------------------- inside the child
 
 
 def _set_limits(timeout_s, settings):
     mb = 1024 * 1024
-    cpu = int(timeout_s) + 1
     limits = {
         resource.RLIMIT_AS: int(settings["memory_mb"]) * mb,
-        resource.RLIMIT_CPU: cpu,
+        resource.RLIMIT_CPU: int(timeout_s) + 1,
         resource.RLIMIT_FSIZE: int(settings["file_size_mb"]) * mb,
+        resource.RLIMIT_NOFILE: int(settings.get("max_open_files", 256)),
+        resource.RLIMIT_NPROC: int(settings.get("max_processes", 8)),
         resource.RLIMIT_CORE: 0,
     }
     for which, value in limits.items():
         resource.setrlimit(which, (value, value))
+
+
+def _limits_report(settings) -> str:
+    return (f"rlimits: address space {settings['memory_mb']} MiB, CPU = timeout + 1 s, "
+            f"{settings.get('max_processes', 8)} processes, {settings.get('max_open_files', 256)} open files, "
+            f"files up to {settings['file_size_mb']} MiB, no core dumps; wall clock enforced by the worker")
+
+
+def _empty_bounding_set() -> None:
+    last_cap = int(open("/proc/sys/kernel/cap_last_cap").read())
+    for cap in range(last_cap + 1):
+        _prctl(PR_CAPBSET_DROP, cap)
+
+
+def _drop_privileges(uid: int, gid: int) -> None:
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)  # from root to a non-root uid: permitted and effective capabilities are cleared
 
 
 def _execute(code: str) -> int:
@@ -219,6 +425,66 @@ def _execute(code: str) -> int:
             tb = tb.tb_next
         traceback.print_exception(type(e), e, tb)
         return 1
+
+
+# ---------------------------------------------------------------- system calls
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise IsolationError(f"{what}: {os.strerror(err)}")
+
+
+def _unshare(flags: int) -> None:
+    _check(libc.unshare(flags), "unshare")
+
+
+def _mount(source, target, fstype, flags, data=None) -> None:
+    enc = lambda s: s.encode() if s is not None else None
+    _check(libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)), f"mount {target}")
+
+
+def _prctl(option: int, arg2: int, arg3: int = 0) -> None:
+    _check(libc.prctl(option, ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), 0, 0), f"prctl {option}")
+
+
+def _clone(flags: int, arch: dict) -> int:
+    """fork() into new namespaces: the raw clone syscall, with Python's own before/after-fork hooks."""
+    ctypes.pythonapi.PyOS_BeforeFork()
+    pid = libc.syscall(ctypes.c_long(arch["clone"]), ctypes.c_ulong(flags | signal.SIGCHLD),
+                       ctypes.c_void_p(0), ctypes.c_void_p(0), ctypes.c_void_p(0), ctypes.c_void_p(0))
+    if pid == 0:
+        ctypes.pythonapi.PyOS_AfterFork_Child()
+        return 0
+    err = ctypes.get_errno()
+    ctypes.pythonapi.PyOS_AfterFork_Parent()
+    if pid < 0:
+        raise OSError(err, f"clone: {os.strerror(err)}")
+    return pid
+
+
+def _seccomp_filter(arch: dict) -> bytes:
+    """A BPF program: other architectures are killed, DENIED syscalls and namespace clones get EPERM."""
+    ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
+    allow, kill, eperm, enosys = 0x7FFF0000, 0x80000000, 0x00050000 | 1, 0x00050000 | 38
+    ins = [(ld, 0, 0, 4), (jeq, 1, 0, arch["audit"]), (ret, 0, 0, kill), (ld, 0, 0, 0)]
+    if arch["x32"]:
+        ins += [(jge, 0, 1, 0x40000000), (ret, 0, 0, kill)]
+    for name in DENIED:
+        ins += [(jeq, 0, 1, arch["nr"][name]), (ret, 0, 0, eperm)]
+    ins += [(jeq, 0, 1, arch["clone3"]), (ret, 0, 0, enosys)]
+    ins += [(jeq, 0, 3, arch["clone"]), (ld, 0, 0, 16), (jset, 0, 1, NAMESPACE_FLAGS), (ret, 0, 0, eperm)]
+    ins += [(ret, 0, 0, allow)]
+    return b"".join(struct.pack("HBBI", *i) for i in ins)
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
+
+def _fprog(program: bytes) -> _SockFprog:
+    return _SockFprog(len(program) // 8, program)  # holds a reference to `program`
 
 
 if __name__ == "__main__":

@@ -44,20 +44,38 @@ class ExecResult:
         return f"{self.status.value}: exit code {self.exit_code}"
 
 
+class SandboxIsolationError(RuntimeError):
+    """The sandbox could not isolate programs as configured; nothing was run."""
+
+
+class SandboxUnavailableError(RuntimeError):
+    """The chosen backend cannot run here (e.g. no Docker engine); the message says what to do."""
+
+
 @dataclass(frozen=True)
 class SandboxConfig:
     backend: str = field(default="local", metadata={"help": "local (forked workers) or docker"})
+    isolation: str = field(default="strict", metadata={
+        "help": "local backend: 'strict' (namespaces, own uid, seccomp; needs root) or 'none' (explicit opt-out)"})
     workers: int = field(default=0, metadata={"help": "parallel workers; 0 = number of CPUs"})
     timeout_s: float = field(default=5.0, metadata={"help": "wall-clock limit per program, seconds"})
     memory_mb: int = field(default=1024, metadata={"help": "address-space limit per program, MiB"})
     file_size_mb: int = field(default=16, metadata={"help": "largest file a program may write, MiB"})
+    max_processes: int = field(default=8, metadata={"help": "processes and threads a program may have at once"})
+    max_open_files: int = field(default=256, metadata={"help": "open file descriptors per process"})
+    tmpfs_mb: int = field(default=256, metadata={"help": "size of each worker's private /tmp (strict mode), MiB"})
     max_output_bytes: int = field(default=65536, metadata={"help": "stdout/stderr kept per program; the rest is cut with a marker"})
-    preload: tuple[str, ...] = field(default=("math", "fractions"), metadata={"help": "modules imported once per worker"})
+    preload: tuple[str, ...] = field(default=("math", "fractions", "sympy", "numpy"), metadata={"help": "modules imported once per worker"})
+    warmup: bool = field(default=True, metadata={"help": "exercise the preloaded modules once per worker, so children start warm"})
+    docker_image: str = field(default="rstar-sandbox:latest", metadata={"help": "docker backend: image built from sandbox/Dockerfile"})
+    docker_cpus: float = field(default=1.0, metadata={"help": "docker backend: CPUs per container"})
     cache_size: int = field(default=100_000, metadata={"help": "results kept for identical programs; 0 turns the cache off"})
 
     def __post_init__(self):
         if self.backend not in ("local", "docker"):
             raise ValueError(f"sandbox backend must be 'local' or 'docker', not {self.backend!r}")
+        if self.isolation not in ("strict", "none"):
+            raise ValueError(f"sandbox isolation must be 'strict' or 'none', not {self.isolation!r}")
         if self.timeout_s <= 0 or self.memory_mb <= 0 or self.workers < 0:
             raise ValueError("sandbox timeout_s and memory_mb must be positive, workers >= 0")
 
