@@ -7,17 +7,21 @@ exits: isolation that cannot be set up fails closed); then one request {"id", "c
 "timeout_s"} in on stdin, one result out on stdout.
 
 Isolation modes (settings["isolation"]):
-  strict     (local default, needs root) the worker enters an empty network namespace and a
-             private mount namespace with fresh tmpfs over /tmp, /var/tmp, /dev/shm and /run. Each
-             program is cloned into a new PID and mount namespace (its own /proc; when it ends,
-             the kernel kills everything it started), runs as a dedicated non-root uid with an
-             empty capability bounding set, no_new_privs and a seccomp filter.
+  strict     (local default, needs root) the worker becomes PID 1 of its own PID namespace (and
+             dies with the process the pool started), in an empty network namespace and a private
+             mount namespace (its own /proc, a tmpfs over /run, unreadable ancestors of the Python
+             installation such as /root replaced by a tmpfs showing only that installation). Each
+             program is forked into new mount and IPC namespaces with its own empty tmpfs /tmp (its
+             cwd), /var/tmp and /dev/shm, runs as a dedicated non-root uid with an empty capability
+             bounding set, no_new_privs and a seccomp filter; when it ends, the worker kills every
+             other process of its namespace (kill -1 from init) before answering.
   container  (inside the Docker backend's container) fork per program, no_new_privs, seccomp;
              the container provides namespaces; leftovers are killed by scanning /proc.
   none       (explicit opt-out) fork per program in its own session; rlimits only.
 Every mode: a fresh scratch directory as cwd and HOME, an empty environment, stdin closed,
-rlimits (address space, CPU, processes, open files, file size, no core), the wall-clock limit
-enforced from outside with SIGKILL, and the status taken from how the process ended.
+rlimits (address space, CPU, processes, open files, file size, no core), fixed random seeds, the
+wall-clock limit enforced from outside with SIGKILL, and the status taken from how the process
+ended.
 """
 
 import ctypes
@@ -39,10 +43,11 @@ import traceback
 PROGRAM_FILE = "<program>"
 STATUS_FD = 3  # the child writes b"m" here when the program ran out of memory
 
-CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x20000000, 0x40000000
+CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x08000000, 0x20000000, 0x40000000
 NAMESPACE_FLAGS = 0x7E020080  # NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET | NEWTIME
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 1 << 14, 1 << 18
-PR_CAPBSET_DROP, PR_SET_SECCOMP, PR_SET_NO_NEW_PRIVS, SECCOMP_MODE_FILTER = 24, 22, 38, 2
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 1 << 14, 1 << 18
+MNT_DETACH = 2
+PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_SECCOMP, PR_SET_NO_NEW_PRIVS, SECCOMP_MODE_FILTER = 1, 24, 22, 38, 2
 UID_BASE = 200_000  # strict mode runs programs as UID_BASE + worker pid: unique among live workers
 
 # syscalls a math program never needs; denied with EPERM (clone3 with ENOSYS, so libc falls back to clone)
@@ -52,14 +57,14 @@ DENIED = ("socket", "ptrace", "mount", "umount2", "pivot_root", "chroot", "unsha
           "delete_module", "reboot", "swapon", "swapoff", "process_vm_readv", "process_vm_writev",
           "open_by_handle_at", "name_to_handle_at")
 ARCHES = {
-    "x86_64": {"audit": 0xC000003E, "x32": True, "clone": 56, "clone3": 435, "nr": {
+    "x86_64": {"audit": 0xC000003E, "x32": True, "clone": 56, "clone3": 435, "prctl": 157, "nr": {
         "socket": 41, "ptrace": 101, "mount": 165, "umount2": 166, "pivot_root": 155, "chroot": 161,
         "unshare": 272, "setns": 308, "bpf": 321, "perf_event_open": 298, "userfaultfd": 323, "keyctl": 250,
         "add_key": 248, "request_key": 249, "io_uring_setup": 425, "io_uring_enter": 426,
         "io_uring_register": 427, "kexec_load": 246, "init_module": 175, "finit_module": 313,
         "delete_module": 176, "reboot": 169, "swapon": 167, "swapoff": 168, "process_vm_readv": 310,
         "process_vm_writev": 311, "open_by_handle_at": 304, "name_to_handle_at": 303}},
-    "aarch64": {"audit": 0xC00000B7, "x32": False, "clone": 220, "clone3": 435, "nr": {
+    "aarch64": {"audit": 0xC00000B7, "x32": False, "clone": 220, "clone3": 435, "prctl": 167, "nr": {
         "socket": 198, "ptrace": 117, "mount": 40, "umount2": 39, "pivot_root": 41, "chroot": 51,
         "unshare": 97, "setns": 268, "bpf": 280, "perf_event_open": 241, "userfaultfd": 282, "keyctl": 219,
         "add_key": 217, "request_key": 218, "io_uring_setup": 425, "io_uring_enter": 426,
@@ -94,7 +99,6 @@ def main() -> None:
             __import__(module)  # imported once here, inherited by every child
         if settings.get("warmup"):
             exec(settings["warmup"], {})  # trusted: loads sympy's lazy submodules once, not per program
-        jail.check_single_threaded()
         gc.freeze()  # children share the worker's objects without the collector touching them
     except Exception as e:  # noqa: BLE001 - any failure to set up is reported, then the worker exits
         send({"ready": False, "error": f"{type(e).__name__}: {e}"})
@@ -123,6 +127,7 @@ class Jail:
             self._strict_setup()
         elif self.mode == "container":
             _check_container(settings.get("container_init", "sleep"))
+            self.baseline = set(_live_pids())  # the container's init, its child, this worker: never killed
             self.scratch_root = settings["scratch_root"]
             self.seccomp = self._seccomp_program()
             self.report = ["namespaces, read-only root, capabilities and limits: the container's (docker run flags)",
@@ -133,7 +138,8 @@ class Jail:
             self.report = ["NO ISOLATION (opted out): fresh process, own session, rlimits, empty environment only"]
         else:
             raise IsolationError(f"unknown isolation mode {self.mode!r}")
-        os.makedirs(self.scratch_root, exist_ok=True)
+        if self.scratch_root:
+            os.makedirs(self.scratch_root, exist_ok=True)
         self.report.append(_limits_report(settings))
 
     def _strict_setup(self) -> None:
@@ -142,38 +148,30 @@ class Jail:
                                  "uid); run as root, use the docker backend, or opt out with isolation='none'")
         if self.arch is None:
             raise IsolationError(f"strict isolation supports x86_64 and aarch64, not {platform.machine()}")
-        _unshare(CLONE_NEWNET | CLONE_NEWNS)
+        self.uid = self.gid = UID_BASE + os.getpid()  # the host pid: unique among live workers
+        _unshare(CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID)
+        _become_namespace_init()
         interfaces = [name for _, name in socket.if_nameindex()]
         if interfaces != ["lo"]:
             raise IsolationError(f"the new network namespace is not empty: {interfaces}")
         _mount(None, "/", None, MS_REC | MS_PRIVATE)
-        hidden = []
-        for path, mode in (("/tmp", "1777"), ("/var/tmp", "1777"), ("/dev/shm", "1777"), ("/run", "755")):
-            if os.path.isdir(path) and not os.path.islink(path):
-                _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV,
-                       f"size={int(self.settings.get('tmpfs_mb', 256))}m,mode={mode}")
-                hidden.append(path)
-        self.scratch_root = tempfile.mkdtemp(prefix="rstar-scratch-", dir="/tmp")
-        os.chmod(self.scratch_root, 0o711)
-        self.uid = self.gid = UID_BASE + os.getpid()
+        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)  # this namespace's processes only
+        _mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")  # host sockets live here
+        revealed = _reveal_python()
+        self.scratch_root = None  # each program gets a fresh tmpfs /tmp as its scratch space
         _empty_bounding_set()  # inherited by every child; the worker keeps its own effective capabilities
         self.seccomp = self._seccomp_program()
         self.report = [
             "network: empty network namespace per worker (loopback down; no TCP, UDP or abstract sockets)",
-            f"filesystem: private mount namespace; fresh tmpfs over {', '.join(hidden)}; a scratch dir per program",
-            "processes: a new PID namespace per program; everything it starts dies with it",
+            "filesystem: private mount namespace; tmpfs over /run" + (f"; {', '.join(revealed)} hidden except the "
+            "Python installation" if revealed else "") + "; per program a fresh tmpfs /tmp (cwd), /var/tmp, /dev/shm",
+            "processes: the worker is init of its own PID namespace; after each program every other process "
+            "in it is killed; a new IPC namespace per program; all of it dies with the worker",
             f"user: uid/gid {self.uid} (non-root, no supplementary groups); capability bounding set emptied",
             "no_new_privs; seccomp denies " + ", ".join(DENIED[:6]) + f" and {len(DENIED) - 6} more, "
-            "and namespace flags in clone",
-            "/proc: the program's own (its PID namespace only); environment empty; stdin closed",
+            "namespace flags in clone, and clearing the parent-death signal",
+            "/proc: the worker's namespace only; environment empty; stdin closed",
         ]
-
-    def check_single_threaded(self) -> None:
-        # a raw clone copies only the calling thread; libraries with thread pools would hang in the child
-        threads = len(os.listdir("/proc/self/task"))
-        if self.mode == "strict" and threads != 1:
-            raise IsolationError(f"the worker runs {threads} threads after preloading; set OPENBLAS_NUM_THREADS=1 "
-                                 "and OMP_NUM_THREADS=1")
 
     def _seccomp_program(self):
         if self.arch is None:
@@ -181,8 +179,8 @@ class Jail:
         return _fprog(_seccomp_filter(self.arch))
 
     def close(self) -> None:
-        shutil.rmtree(self.settings.get("scratch_root") or "", ignore_errors=True)
         if self.mode != "strict":
+            shutil.rmtree(self.settings["scratch_root"], ignore_errors=True)
             try:
                 os.rmdir(os.path.dirname(self.settings["scratch_root"]))  # the pool's folder, once empty
             except (OSError, KeyError):
@@ -191,14 +189,12 @@ class Jail:
     # ------------------------------------------------------------ one program
 
     def run(self, code: str, timeout_s: float) -> dict:
-        scratch = tempfile.mkdtemp(dir=self.scratch_root)
-        if self.uid is not None:
-            os.chown(scratch, self.uid, self.gid)
+        scratch = tempfile.mkdtemp(dir=self.scratch_root) if self.scratch_root else None
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         st_r, st_w = os.pipe()
         start = time.monotonic()
-        pid = _clone(CLONE_NEWPID | CLONE_NEWNS, self.arch) if self.mode == "strict" else os.fork()
+        pid = os.fork()
         if pid == 0:
             self._child(code, scratch, (out_w, err_w, st_w), timeout_s)
         for fd in (out_w, err_w, st_w):
@@ -207,20 +203,47 @@ class Jail:
             stdout, stderr, status, timed_out = _supervise(pid, out_r, err_r, start + timeout_s, self.settings,
                                                            self._kill)
             out_of_memory = not timed_out and b"m" in _read_ready(st_r)
+            self.after()
         finally:
             os.close(st_r)
-            shutil.rmtree(scratch, ignore_errors=True)
+            if scratch:
+                shutil.rmtree(scratch, ignore_errors=True)
         return {"status": _status(status, timed_out, out_of_memory), "exit_code": _exit_code(status),
                 "stdout": stdout, "stderr": stderr, "duration_s": time.monotonic() - start}
 
     def _kill(self, pid: int) -> None:
         """Kill the program and everything it started (called while its process is still unreaped)."""
         if self.mode == "strict":
-            _signal(os.kill, pid)  # the PID namespace's init: the kernel kills the rest of the namespace
+            _signal(os.kill, -1)  # from init: every process of the namespace but the worker itself
         else:
             _signal(os.killpg, pid)
         if self.mode == "container":
-            _kill_strays(keep={1, os.getpid(), pid})  # the supervisor reaps `pid` itself
+            _kill_strays(keep=self.baseline | {pid})  # the supervisor reaps `pid` itself
+
+    def after(self) -> None:
+        """Strict mode: reap what was killed, so nothing of the program is left when we answer."""
+        if self.mode != "strict":
+            return
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            try:
+                while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                    pass
+            except ChildProcessError:
+                return  # no children left: only the worker remains in its namespace
+            _signal(os.kill, -1)
+            time.sleep(0.001)
+
+    def _private_mounts(self) -> str:
+        """Strict mode: the program's own mount and IPC namespaces, with empty temp dirs."""
+        _unshare(CLONE_NEWNS | CLONE_NEWIPC)
+        owner = f"uid={self.uid},gid={self.gid}"
+        _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={int(self.settings.get('tmpfs_mb', 256))}m,"
+                                                                f"mode=700,{owner}")
+        for path in ("/var/tmp", "/dev/shm"):
+            if os.path.isdir(path) and not os.path.islink(path):
+                _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=1777")
+        return "/tmp"
 
     def _child(self, code, scratch, fds, timeout_s):
         exit_code = 1
@@ -232,13 +255,15 @@ class Jail:
                 os.dup2(src, dst)
             os.closerange(STATUS_FD + 1, 65536)
             if self.mode == "strict":
-                _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+                scratch = self._private_mounts()
             os.chdir(scratch)
             os.environ.clear()
             os.environ.update({"HOME": scratch, "TMPDIR": scratch, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
             _set_limits(timeout_s, self.settings)
             if self.mode == "strict":
                 _drop_privileges(self.uid, self.gid)
+            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # after the uid change, which would clear it
+            _fixed_seeds()
             if self.mode != "none":
                 _prctl(PR_SET_NO_NEW_PRIVS, 1)
                 _prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(self.seccomp))
@@ -334,7 +359,8 @@ def _check_container(init: str) -> None:
 
 
 def _kill_strays(keep: set[int]) -> None:
-    """Container mode: kill every live process of the container but `keep` (its init reaps them)."""
+    """Container mode: kill every live process of the container but `keep` (the container's init reaps
+    them); the container's own processes were recorded when the worker started."""
     for _ in range(50):  # a forking program can race the scan a few times; its rlimits bound that
         strays = [p for p in _live_pids() if p not in keep]
         if not strays:
@@ -393,6 +419,56 @@ def _limits_report(settings) -> str:
             f"files up to {settings['file_size_mb']} MiB, no core dumps; wall clock enforced by the worker")
 
 
+def _become_namespace_init() -> None:
+    """After unshare(CLONE_NEWPID): fork once; the child is PID 1 of the new namespace and goes on as
+    the worker, the parent waits and passes on its exit. The worker dies with that parent (which the
+    pool kills), and the kernel then kills everything in the namespace."""
+    pid = os.fork()
+    if pid > 0:
+        os.closerange(3, 65536)
+        _, status = os.waitpid(pid, 0)
+        os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _fixed_seeds() -> None:
+    """Programs are deterministic: random (reseeded at fork) and numpy start from fixed states."""
+    if "random" in sys.modules:
+        sys.modules["random"].seed(0)
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed(0)
+
+
+def _reveal_python() -> list[str]:
+    """Replace each unreadable ancestor of the Python installation (e.g. /root, mode 0700) by a tmpfs
+    showing only that installation: the program's uid can import the standard library, nothing else."""
+    import site
+
+    needed = sorted({os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, *site.getsitepackages())})
+    hidden: dict[str, list[str]] = {}
+    for path in needed:
+        parts = path.split("/")
+        for i in range(2, len(parts)):
+            ancestor = "/".join(parts[:i])
+            if not os.stat(ancestor).st_mode & 0o001:  # others may not traverse it
+                hidden.setdefault(ancestor, []).append(path)
+                break
+    for n, (ancestor, paths) in enumerate(sorted(hidden.items())):
+        staged = []
+        for k, path in enumerate(paths):
+            stage = f"/run/.reveal-{n}-{k}"
+            os.mkdir(stage)
+            _mount(path, stage, None, MS_BIND | MS_REC)
+            staged.append((stage, path))
+        _mount("tmpfs", ancestor, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+        for stage, path in staged:
+            os.makedirs(path, mode=0o755, exist_ok=True)
+            _mount(stage, path, None, MS_BIND | MS_REC)
+            _check(libc.umount2(stage.encode(), MNT_DETACH), f"umount {stage}")
+            os.rmdir(stage)
+    return sorted(hidden)
+
+
 def _empty_bounding_set() -> None:
     last_cap = int(open("/proc/sys/kernel/cap_last_cap").read())
     for cap in range(last_cap + 1):
@@ -449,23 +525,9 @@ def _prctl(option: int, arg2: int, arg3: int = 0) -> None:
     _check(libc.prctl(option, ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), 0, 0), f"prctl {option}")
 
 
-def _clone(flags: int, arch: dict) -> int:
-    """fork() into new namespaces: the raw clone syscall, with Python's own before/after-fork hooks."""
-    ctypes.pythonapi.PyOS_BeforeFork()
-    pid = libc.syscall(ctypes.c_long(arch["clone"]), ctypes.c_ulong(flags | signal.SIGCHLD),
-                       ctypes.c_void_p(0), ctypes.c_void_p(0), ctypes.c_void_p(0), ctypes.c_void_p(0))
-    if pid == 0:
-        ctypes.pythonapi.PyOS_AfterFork_Child()
-        return 0
-    err = ctypes.get_errno()
-    ctypes.pythonapi.PyOS_AfterFork_Parent()
-    if pid < 0:
-        raise OSError(err, f"clone: {os.strerror(err)}")
-    return pid
-
-
 def _seccomp_filter(arch: dict) -> bytes:
-    """A BPF program: other architectures are killed, DENIED syscalls and namespace clones get EPERM."""
+    """A BPF program: other architectures are killed; DENIED syscalls, namespace clones and
+    prctl(PR_SET_PDEATHSIG) get EPERM."""
     ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
     allow, kill, eperm, enosys = 0x7FFF0000, 0x80000000, 0x00050000 | 1, 0x00050000 | 38
     ins = [(ld, 0, 0, 4), (jeq, 1, 0, arch["audit"]), (ret, 0, 0, kill), (ld, 0, 0, 0)]
@@ -474,6 +536,8 @@ def _seccomp_filter(arch: dict) -> bytes:
     for name in DENIED:
         ins += [(jeq, 0, 1, arch["nr"][name]), (ret, 0, 0, eperm)]
     ins += [(jeq, 0, 1, arch["clone3"]), (ret, 0, 0, enosys)]
+    ins += [(jeq, 0, 4, arch["prctl"]), (ld, 0, 0, 16), (jeq, 0, 1, PR_SET_PDEATHSIG), (ret, 0, 0, eperm),
+            (ret, 0, 0, allow)]
     ins += [(jeq, 0, 3, arch["clone"]), (ld, 0, 0, 16), (jset, 0, 1, NAMESPACE_FLAGS), (ret, 0, 0, eperm)]
     ins += [(ret, 0, 0, allow)]
     return b"".join(struct.pack("HBBI", *i) for i in ins)
