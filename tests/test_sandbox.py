@@ -1275,3 +1275,21 @@ def test_cached_timeout_is_not_rerun(sandbox):
     second = sandbox.execute(code, timeout_s=1)
     assert first.status is ExecStatus.TIMEOUT and second == first
     assert sandbox.executed == executed
+
+
+# ---------------------------------------------------------------- cgroup safety net
+
+
+def test_cgroup_caps_a_process_tree_where_available():
+    """Where cgroups are writable, children that together exceed the tree's memory cap are OOM-killed
+    inside the cgroup, the host is untouched and the worker keeps serving."""
+    with make_sandbox(SandboxConfig(timeout_s=10, memory_mb=600, workers=1, cache_size=0)) as sb:
+        if not any(line.startswith("cgroup: each program") for line in sb.isolation):
+            pytest.skip(f"no writable cgroup controllers here: {sb.isolation[-2]}")
+        code = ("import os, time\nkids = []\nfor i in range(6):\n    pid = os.fork()\n    if pid == 0:\n"
+                "        b = bytearray(400 * 1024**2)\n        time.sleep(1)\n        os._exit(0)\n"
+                "    kids.append(pid)\nprint(sorted(os.waitstatus_to_exitcode(os.waitpid(k, 0)[1]) for k in kids))")
+        result = sb.execute(code)
+        codes = json.loads(result.stdout)
+        assert -9 in codes  # 6 x 400 MiB do not fit in the 1200 MiB cap: the OOM killer stepped in
+        assert sb.execute("print('alive')").stdout == "alive\n"

@@ -121,6 +121,7 @@ class Jail:
         self.mode = settings.get("isolation", "strict")
         self.arch = ARCHES.get(platform.machine())
         self.uid = self.gid = None
+        self.cgroups = None
         self.seccomp = None
         self.report: list[str] = []
         if self.mode == "strict":
@@ -149,6 +150,8 @@ class Jail:
         if self.arch is None:
             raise IsolationError(f"strict isolation supports x86_64 and aarch64, not {platform.machine()}")
         self.uid = self.gid = UID_BASE + os.getpid()  # the host pid: unique among live workers
+        self.cgroups = Cgroups(str(os.getpid()), 2 * int(self.settings["memory_mb"]) << 20,
+                               int(self.settings.get("max_processes", 8)))
         _unshare(CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID)
         _become_namespace_init()
         interfaces = [name for _, name in socket.if_nameindex()]
@@ -171,6 +174,7 @@ class Jail:
             "no_new_privs; seccomp denies " + ", ".join(DENIED[:6]) + f" and {len(DENIED) - 6} more, "
             "namespace flags in clone, and clearing the parent-death signal",
             "/proc: the worker's namespace only; environment empty; stdin closed",
+            self.cgroups.report,
         ]
 
     def _seccomp_program(self):
@@ -179,6 +183,8 @@ class Jail:
         return _fprog(_seccomp_filter(self.arch))
 
     def close(self) -> None:
+        if self.cgroups:
+            self.cgroups.close()
         if self.mode != "strict":
             shutil.rmtree(self.settings["scratch_root"], ignore_errors=True)
             try:
@@ -237,6 +243,7 @@ class Jail:
     def _private_mounts(self) -> str:
         """Strict mode: the program's own mount and IPC namespaces, with empty temp dirs."""
         _unshare(CLONE_NEWNS | CLONE_NEWIPC)
+        self.cgroups.join()
         owner = f"uid={self.uid},gid={self.gid}"
         _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={int(self.settings.get('tmpfs_mb', 256))}m,"
                                                                 f"mode=700,{owner}")
@@ -417,6 +424,65 @@ def _limits_report(settings) -> str:
     return (f"rlimits: address space {settings['memory_mb']} MiB, CPU = timeout + 1 s, "
             f"{settings.get('max_processes', 8)} processes, {settings.get('max_open_files', 256)} open files, "
             f"files up to {settings['file_size_mb']} MiB, no core dumps; wall clock enforced by the worker")
+
+
+class Cgroups:
+    """Best effort, as root: a memory and a pids cgroup per worker that each program joins, bounding its
+    whole process tree (tmpfs pages included). Absent or read-only cgroup filesystems are reported."""
+
+    ROOT = "/sys/fs/cgroup"
+
+    def __init__(self, tag: str, memory_bytes: int, tasks: int):
+        self.dirs: list[str] = []
+        limits = {"memory": ("memory.limit_in_bytes", memory_bytes), "pids": ("pids.max", tasks)}
+        try:
+            if os.path.exists(f"{self.ROOT}/cgroup.controllers"):
+                self._v2(tag, memory_bytes, tasks)
+            else:
+                for controller, (name, value) in limits.items():
+                    self.dirs.append(self._make(f"{self.ROOT}/{controller}/rstar-sandbox", tag, {name: value}))
+            self.report = (f"cgroup: each program's whole process tree is held to {memory_bytes >> 20} MiB of "
+                           f"memory (tmpfs included) and {tasks} tasks")
+        except OSError as e:
+            self.close()
+            self.report = f"cgroup: not available ({e.strerror or e}); rlimits only"
+
+    def _v2(self, tag, memory_bytes, tasks):
+        base = f"{self.ROOT}/rstar-sandbox"
+        os.makedirs(base, exist_ok=True)
+        for parent in (self.ROOT, base):
+            with open(f"{parent}/cgroup.subtree_control", "w") as f:
+                f.write("+memory +pids")
+        self.dirs.append(self._make(base, tag, {"memory.max": memory_bytes, "pids.max": tasks}))
+
+    @staticmethod
+    def _make(base: str, tag: str, values: dict) -> str:
+        os.makedirs(base, exist_ok=True)
+        for stale in os.listdir(base):  # groups of workers that were killed: remove once empty
+            if stale.isdigit() and not os.path.exists(f"/proc/{stale}"):
+                try:
+                    os.rmdir(f"{base}/{stale}")
+                except OSError:
+                    pass
+        path = f"{base}/{tag}"
+        os.makedirs(path, exist_ok=True)
+        for name, value in values.items():
+            with open(f"{path}/{name}", "w") as f:
+                f.write(str(value))
+        return path
+
+    def join(self) -> None:
+        for path in self.dirs:
+            with open(f"{path}/cgroup.procs", "w") as f:
+                f.write("0")
+
+    def close(self) -> None:
+        for path in self.dirs:
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+        self.dirs = []
 
 
 def _become_namespace_init() -> None:

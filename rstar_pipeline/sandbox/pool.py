@@ -51,7 +51,14 @@ class Worker:
         self.proc.stdin.write(json.dumps({"id": task, "code": code, "timeout_s": timeout_s}).encode() + b"\n")
         self.proc.stdin.flush()
 
-    def discard(self) -> None:
+    def discard(self, graceful: bool = False) -> None:
+        """Stop the worker: on a graceful close it sees the end of its input and cleans up first."""
+        if graceful:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=2)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
         self.proc.kill()
         self.proc.wait()
         self.stderr.close()
@@ -108,7 +115,7 @@ class WorkerPool:
 
     def close(self) -> None:
         for worker in self.workers:
-            worker.discard()
+            worker.discard(graceful=True)
         self.workers = []
 
     def _run_uncached(self, programs: list[str], timeout_s: float) -> list[ExecResult]:
