@@ -5,11 +5,13 @@
   unsafe  in-process `exec` in persistent workers, as the published rStar code does (no isolation,
           state shared between programs)
 
-Throughput runs the corpus as one batch on `--workers` processes; latency is one program at a
-time. The result cache is off, so every program really runs. Prints figures and the ratios
-local/fresh and local/unsafe (targets: >= 10x and >= 0.3x).
+Throughput runs a corpus as one batch on `--workers` processes, for `--repeat` different corpora
+(the median is reported: this kind of machine is noisy; corpora differ so that the unsafe workers'
+caches do not serve a repeat); latency is one program at a time. The result cache is
+off, so every program really runs. Prints figures and the ratios local/fresh and local/unsafe
+(targets: >= 10x and >= 0.3x).
 
-    .venv/bin/python bench/sandbox.py [--solutions 60] [--fresh 30] [--workers 2]
+    .venv/bin/python bench/sandbox.py [--solutions 60] [--fresh 30] [--workers 2] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -36,12 +38,22 @@ def percentiles(latencies: list[float]) -> tuple[float, float]:
     return qs[49] * 1000, qs[98] * 1000
 
 
-def bench_local(progs: list[str], workers: int, latency_n: int) -> dict:
-    with make_sandbox(SandboxConfig(cache_size=0, workers=workers, timeout_s=30)) as sb:
-        sb.run(progs[:workers * 2])  # start and warm the workers
+def throughput(run, corpora: list[list[str]]) -> tuple[float, list]:
+    """Median programs/s over the corpora, and the outputs of the first one."""
+    rates, first = [], None
+    for corpus in corpora:
         start = time.perf_counter()
-        results = sb.run(progs)
-        elapsed = time.perf_counter() - start
+        out = run(corpus)
+        rates.append(len(corpus) / (time.perf_counter() - start))
+        first = out if first is None else first
+    return statistics.median(rates), first
+
+
+def bench_local(corpora: list[list[str]], workers: int, latency_n: int) -> dict:
+    progs = corpora[0]
+    with make_sandbox(SandboxConfig(cache_size=0, workers=workers, timeout_s=30)) as sb:
+        sb.run(["print(0)"] * workers * 2)  # start and warm the workers
+        rate, results = throughput(sb.run, corpora)
         failed = [r for r in results if not r.ok]
         lat = []
         for p in progs[:latency_n]:
@@ -49,7 +61,7 @@ def bench_local(progs: list[str], workers: int, latency_n: int) -> dict:
             sb.execute(p)
             lat.append(time.perf_counter() - t0)
         report = getattr(sb, "isolation", None)
-    return {"throughput": len(progs) / elapsed, "latency": percentiles(lat), "failed": len(failed),
+    return {"throughput": rate, "latency": percentiles(lat), "failed": len(failed),
             "stdout": [r.stdout for r in results], "isolation": report}
 
 
@@ -61,10 +73,8 @@ def _fresh_one(code: str) -> tuple[float, str]:
 
 def bench_fresh(progs: list[str], workers: int) -> dict:
     with ThreadPoolExecutor(workers) as pool:
-        start = time.perf_counter()
-        done = list(pool.map(_fresh_one, progs))
-        elapsed = time.perf_counter() - start
-    return {"throughput": len(progs) / elapsed, "latency": percentiles([d for d, _ in done])}
+        rate, done = throughput(lambda c: list(pool.map(_fresh_one, c)), [progs])
+    return {"throughput": rate, "latency": percentiles([d for d, _ in done])}
 
 
 def _preload() -> None:
@@ -89,19 +99,18 @@ def _unsafe_one(code: str) -> tuple[float, str]:
     return time.perf_counter() - t0, buf.getvalue()
 
 
-def bench_unsafe(progs: list[str], workers: int, latency_n: int) -> dict:
+def bench_unsafe(corpora: list[list[str]], workers: int, latency_n: int) -> dict:
+    progs = corpora[0]
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(workers, initializer=_preload) as pool:
-        pool.map(_unsafe_one, progs[:workers * 2])
-        start = time.perf_counter()
-        done = pool.map(_unsafe_one, progs, chunksize=1)
-        elapsed = time.perf_counter() - start
+        pool.map(_unsafe_one, ["print(0)"] * workers * 2)
+        rate, done = throughput(lambda c: pool.map(_unsafe_one, c, chunksize=1), corpora)
         lat = []
         for p in progs[:latency_n]:
             t0 = time.perf_counter()
             pool.apply(_unsafe_one, (p,))
             lat.append(time.perf_counter() - t0)
-    return {"throughput": len(progs) / elapsed, "latency": percentiles(lat), "stdout": [s for _, s in done]}
+    return {"throughput": rate, "latency": percentiles(lat), "stdout": [s for _, s in done]}
 
 
 def main() -> None:
@@ -110,11 +119,14 @@ def main() -> None:
     ap.add_argument("--fresh", type=int, default=30, help="programs run by the slow fresh-subprocess baseline")
     ap.add_argument("--latency", type=int, default=100, help="programs timed one at a time for latency")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3, help="corpora (different seeds) run by local and unsafe")
     args = ap.parse_args()
-    progs = programs(args.solutions)
-    print(f"corpus: {len(progs)} cumulative programs from {args.solutions} solutions; {args.workers} workers\n")
-    local = bench_local(progs, args.workers, args.latency)
-    unsafe = bench_unsafe(progs, args.workers, args.latency)
+    corpora = [programs(args.solutions, seed) for seed in range(args.repeat)]
+    progs = corpora[0]
+    print(f"corpus: {len(progs)} cumulative programs from {args.solutions} solutions, x{args.repeat} seeds; "
+          f"{args.workers} workers\n")
+    local = bench_local(corpora, args.workers, args.latency)
+    unsafe = bench_unsafe(corpora, args.workers, args.latency)
     fresh = bench_fresh(progs[::max(1, len(progs) // args.fresh)][:args.fresh], args.workers)
     print(f"{'backend':10} {'programs/s':>11} {'p50 ms':>9} {'p99 ms':>9}")
     for name, r in (("local", local), ("fresh", fresh), ("unsafe", unsafe)):

@@ -10,11 +10,12 @@ Isolation modes (settings["isolation"]):
   strict     (local default, needs root) the worker becomes PID 1 of its own PID namespace (and
              dies with the process the pool started), in an empty network namespace and a private
              mount namespace (its own /proc, a tmpfs over /run, unreadable ancestors of the Python
-             installation such as /root replaced by a tmpfs showing only that installation). Each
-             program is forked into new mount and IPC namespaces with its own empty tmpfs /tmp (its
-             cwd), /var/tmp and /dev/shm, runs as a dedicated non-root uid with an empty capability
-             bounding set, no_new_privs and a seccomp filter; when it ends, the worker kills every
-             other process of its namespace (kill -1 from init) before answering.
+             installation such as /root replaced by a tmpfs showing only that installation, private
+             tmpfs over /tmp, /var/tmp and /dev/shm). Each program is forked with /tmp as its cwd,
+             runs as a dedicated non-root uid with an empty capability bounding set, no_new_privs and
+             a seccomp filter (no sockets, no SysV IPC, ...); when it ends, the worker kills every
+             other process of its namespace (kill -1 from init) and empties the temp dirs before
+             answering.
   container  (inside the Docker backend's container) fork per program, no_new_privs, seccomp;
              the container provides namespaces; leftovers are killed by scanning /proc.
   none       (explicit opt-out) fork per program in its own session; rlimits only.
@@ -43,7 +44,7 @@ import traceback
 PROGRAM_FILE = "<program>"
 STATUS_FD = 3  # the child writes b"m" here when the program ran out of memory
 
-CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x08000000, 0x20000000, 0x40000000
+CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x20000000, 0x40000000
 NAMESPACE_FLAGS = 0x7E020080  # NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET | NEWTIME
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 1 << 14, 1 << 18
 MNT_DETACH = 2
@@ -55,7 +56,8 @@ DENIED = ("socket", "ptrace", "mount", "umount2", "pivot_root", "chroot", "unsha
           "perf_event_open", "userfaultfd", "keyctl", "add_key", "request_key", "io_uring_setup",
           "io_uring_enter", "io_uring_register", "kexec_load", "init_module", "finit_module",
           "delete_module", "reboot", "swapon", "swapoff", "process_vm_readv", "process_vm_writev",
-          "open_by_handle_at", "name_to_handle_at")
+          "open_by_handle_at", "name_to_handle_at", "shmget", "shmat", "shmctl", "semget", "semop",
+          "semctl", "semtimedop", "msgget", "msgsnd", "msgrcv", "msgctl")
 ARCHES = {
     "x86_64": {"audit": 0xC000003E, "x32": True, "clone": 56, "clone3": 435, "prctl": 157, "nr": {
         "socket": 41, "ptrace": 101, "mount": 165, "umount2": 166, "pivot_root": 155, "chroot": 161,
@@ -63,14 +65,18 @@ ARCHES = {
         "add_key": 248, "request_key": 249, "io_uring_setup": 425, "io_uring_enter": 426,
         "io_uring_register": 427, "kexec_load": 246, "init_module": 175, "finit_module": 313,
         "delete_module": 176, "reboot": 169, "swapon": 167, "swapoff": 168, "process_vm_readv": 310,
-        "process_vm_writev": 311, "open_by_handle_at": 304, "name_to_handle_at": 303}},
+        "process_vm_writev": 311, "open_by_handle_at": 304, "name_to_handle_at": 303, "shmget": 29,
+        "shmat": 30, "shmctl": 31, "semget": 64, "semop": 65, "semctl": 66, "semtimedop": 220, "msgget": 68,
+        "msgsnd": 69, "msgrcv": 70, "msgctl": 71}},
     "aarch64": {"audit": 0xC00000B7, "x32": False, "clone": 220, "clone3": 435, "prctl": 167, "nr": {
         "socket": 198, "ptrace": 117, "mount": 40, "umount2": 39, "pivot_root": 41, "chroot": 51,
         "unshare": 97, "setns": 268, "bpf": 280, "perf_event_open": 241, "userfaultfd": 282, "keyctl": 219,
         "add_key": 217, "request_key": 218, "io_uring_setup": 425, "io_uring_enter": 426,
         "io_uring_register": 427, "kexec_load": 104, "init_module": 105, "finit_module": 273,
         "delete_module": 106, "reboot": 142, "swapon": 224, "swapoff": 225, "process_vm_readv": 270,
-        "process_vm_writev": 271, "open_by_handle_at": 265, "name_to_handle_at": 264}},
+        "process_vm_writev": 271, "open_by_handle_at": 265, "name_to_handle_at": 264, "shmget": 194,
+        "shmat": 196, "shmctl": 195, "semget": 190, "semop": 193, "semctl": 191, "semtimedop": 192,
+        "msgget": 186, "msgsnd": 189, "msgrcv": 188, "msgctl": 187}},
 }
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -101,7 +107,8 @@ def main() -> None:
             exec(settings["warmup"], {})  # trusted: loads sympy's lazy submodules once, not per program
         gc.freeze()  # children share the worker's objects without the collector touching them
     except Exception as e:  # noqa: BLE001 - any failure to set up is reported, then the worker exits
-        send({"ready": False, "error": f"{type(e).__name__}: {e}"})
+        where = traceback.extract_tb(e.__traceback__)[-1]
+        send({"ready": False, "error": f"{type(e).__name__}: {e} (in {where.name}, line {where.lineno})"})
         return
     send({"ready": True, "isolation": jail.report})
     for line in proto_in:
@@ -150,8 +157,11 @@ class Jail:
         if self.arch is None:
             raise IsolationError(f"strict isolation supports x86_64 and aarch64, not {platform.machine()}")
         self.uid = self.gid = UID_BASE + os.getpid()  # the host pid: unique among live workers
-        self.cgroups = Cgroups(str(os.getpid()), 2 * int(self.settings["memory_mb"]) << 20,
-                               int(self.settings.get("max_processes", 8)))
+        # the worker joins its cgroups once (moving a task between cgroups costs milliseconds); programs
+        # inherit them
+        self.cgroups = Cgroups(str(os.getpid()), (2 * int(self.settings["memory_mb"]) + 256) << 20,
+                               int(self.settings.get("max_processes", 8)) + 2)
+        self.cgroups.join()
         _unshare(CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWPID)
         _become_namespace_init()
         interfaces = [name for _, name in socket.if_nameindex()]
@@ -161,18 +171,20 @@ class Jail:
         _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)  # this namespace's processes only
         _mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")  # host sockets live here
         revealed = _reveal_python()
-        self.scratch_root = None  # each program gets a fresh tmpfs /tmp as its scratch space
+        self.temp_dirs = self._private_temp_dirs()
+        self.scratch_root = None  # each program runs in /tmp, emptied after it
         _empty_bounding_set()  # inherited by every child; the worker keeps its own effective capabilities
         self.seccomp = self._seccomp_program()
         self.report = [
             "network: empty network namespace per worker (loopback down; no TCP, UDP or abstract sockets)",
             "filesystem: private mount namespace; tmpfs over /run" + (f"; {', '.join(revealed)} hidden except the "
-            "Python installation" if revealed else "") + "; per program a fresh tmpfs /tmp (cwd), /var/tmp, /dev/shm",
+            "Python installation" if revealed else "") + "; private tmpfs /tmp (the program's cwd), /var/tmp, "
+            "/dev/shm, emptied after each program",
             "processes: the worker is init of its own PID namespace; after each program every other process "
-            "in it is killed; a new IPC namespace per program; all of it dies with the worker",
+            "in it is killed; all of it dies with the worker",
             f"user: uid/gid {self.uid} (non-root, no supplementary groups); capability bounding set emptied",
-            "no_new_privs; seccomp denies " + ", ".join(DENIED[:6]) + f" and {len(DENIED) - 6} more, "
-            "namespace flags in clone, and clearing the parent-death signal",
+            "no_new_privs; seccomp denies " + ", ".join(DENIED[:6]) + f" and {len(DENIED) - 6} more (SysV IPC "
+            "included), namespace flags in clone, and clearing the parent-death signal",
             "/proc: the worker's namespace only; environment empty; stdin closed",
             self.cgroups.report,
         ]
@@ -183,8 +195,7 @@ class Jail:
         return _fprog(_seccomp_filter(self.arch))
 
     def close(self) -> None:
-        if self.cgroups:
-            self.cgroups.close()
+        # strict: the pool removes this worker's cgroups once it is gone (they cannot go while it is in them)
         if self.mode != "strict":
             shutil.rmtree(self.settings["scratch_root"], ignore_errors=True)
             try:
@@ -227,7 +238,7 @@ class Jail:
             _kill_strays(keep=self.baseline | {pid})  # the supervisor reaps `pid` itself
 
     def after(self) -> None:
-        """Strict mode: reap what was killed, so nothing of the program is left when we answer."""
+        """Strict mode: reap what was killed, then empty the temp dirs: nothing of the program is left."""
         if self.mode != "strict":
             return
         deadline = time.monotonic() + 2.0
@@ -236,21 +247,24 @@ class Jail:
                 while os.waitpid(-1, os.WNOHANG)[0] > 0:
                     pass
             except ChildProcessError:
-                return  # no children left: only the worker remains in its namespace
+                break  # no children left: only the worker remains in its namespace
             _signal(os.kill, -1)
             time.sleep(0.001)
+        for path in self.temp_dirs:
+            _empty(path)
 
-    def _private_mounts(self) -> str:
-        """Strict mode: the program's own mount and IPC namespaces, with empty temp dirs."""
-        _unshare(CLONE_NEWNS | CLONE_NEWIPC)
-        self.cgroups.join()
-        owner = f"uid={self.uid},gid={self.gid}"
-        _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={int(self.settings.get('tmpfs_mb', 256))}m,"
-                                                                f"mode=700,{owner}")
-        for path in ("/var/tmp", "/dev/shm"):
+    def _private_temp_dirs(self) -> list[str]:
+        """tmpfs over the world-writable temp dirs; /tmp belongs to the program's uid and is its cwd.
+        Inode limits bound how much a program can leave for the worker to clean."""
+        size = int(self.settings.get("tmpfs_mb", 256))
+        dirs = [("/tmp", f"size={size}m,nr_inodes=16384,mode=700,uid={self.uid},gid={self.gid}")]
+        dirs += [(p, "size=16m,nr_inodes=1024,mode=1777") for p in ("/var/tmp", "/dev/shm")]
+        mounted = []
+        for path, options in dirs:
             if os.path.isdir(path) and not os.path.islink(path):
-                _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=1777")
-        return "/tmp"
+                _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, options)
+                mounted.append(path)
+        return mounted
 
     def _child(self, code, scratch, fds, timeout_s):
         exit_code = 1
@@ -262,7 +276,8 @@ class Jail:
                 os.dup2(src, dst)
             os.closerange(STATUS_FD + 1, 65536)
             if self.mode == "strict":
-                scratch = self._private_mounts()
+                scratch = "/tmp"
+                _write("/proc/self/oom_score_adj", "1000")  # under memory pressure the program goes first
             os.chdir(scratch)
             os.environ.clear()
             os.environ.update({"HOME": scratch, "TMPDIR": scratch, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
@@ -339,6 +354,17 @@ class _Capped:
             return (self.head + self.tail).decode("utf-8", "replace")
         head, tail = self.head.decode("utf-8", "replace"), self.tail.decode("utf-8", "replace")
         return f"{head}\n[output truncated at {self.cap} bytes: {self.size - self.cap} bytes cut here]\n{tail}"
+
+
+def _empty(path: str) -> None:
+    for entry in os.scandir(path):
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                pass
 
 
 def _read_ready(fd) -> bytes:
@@ -426,6 +452,14 @@ def _limits_report(settings) -> str:
             f"files up to {settings['file_size_mb']} MiB, no core dumps; wall clock enforced by the worker")
 
 
+def _write(path: str, text: str) -> None:
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+    except OSError as e:
+        raise OSError(e.errno, f"{e.strerror}: writing {text!r} to {path}") from e
+
+
 class Cgroups:
     """Best effort, as root: a memory and a pids cgroup per worker that each program joins, bounding its
     whole process tree (tmpfs pages included). Absent or read-only cgroup filesystems are reported."""
@@ -441,8 +475,9 @@ class Cgroups:
             else:
                 for controller, (name, value) in limits.items():
                     self.dirs.append(self._make(f"{self.ROOT}/{controller}/rstar-sandbox", tag, {name: value}))
-            self.report = (f"cgroup: each program's whole process tree is held to {memory_bytes >> 20} MiB of "
-                           f"memory (tmpfs included) and {tasks} tasks")
+            self.report = (f"cgroup: a worker and its program's whole process tree are held to "
+                           f"{memory_bytes >> 20} MiB of memory (tmpfs included) and {tasks} tasks; "
+                           f"the OOM killer takes the program first")
         except OSError as e:
             self.close()
             self.report = f"cgroup: not available ({e.strerror or e}); rlimits only"
@@ -473,8 +508,7 @@ class Cgroups:
 
     def join(self) -> None:
         for path in self.dirs:
-            with open(f"{path}/cgroup.procs", "w") as f:
-                f.write("0")
+            _write(f"{path}/cgroup.procs", "0")
 
     def close(self) -> None:
         for path in self.dirs:

@@ -8,11 +8,13 @@ cannot set up its namespaces refuses to start and the pool raises `SandboxIsolat
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
 import sys
 import tempfile
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -36,12 +38,26 @@ class LocalSandbox(WorkerPool):
         return self.config.workers or os.cpu_count() or 1
 
     def new_worker(self) -> Worker:
-        extra, scratch = {}, None
-        if self.config.isolation != "strict":
-            # strict workers keep their scratch space in a private tmpfs; the others get a host folder
-            scratch = tempfile.mkdtemp(prefix="rstar-sandbox-")
-            extra["scratch_root"] = os.path.join(scratch, "w")
-            os.mkdir(extra["scratch_root"])
-        argv = [sys.executable, "-I", "-X", "utf8", str(WORKER), json.dumps(worker_settings(self.config, **extra))]
-        on_discard = (lambda: shutil.rmtree(scratch, ignore_errors=True)) if scratch else None
-        return Worker(argv, WORKER_ENV, on_discard)
+        if self.config.isolation == "strict":  # scratch space lives in private tmpfs; cgroups are per worker
+            argv = [sys.executable, "-I", "-X", "utf8", str(WORKER), json.dumps(worker_settings(self.config))]
+            worker = Worker(argv, WORKER_ENV)
+            worker.on_discard = lambda: _remove_cgroups(worker.proc.pid)
+            return worker
+        scratch = tempfile.mkdtemp(prefix="rstar-sandbox-")
+        os.mkdir(os.path.join(scratch, "w"))
+        settings = worker_settings(self.config, scratch_root=os.path.join(scratch, "w"))
+        argv = [sys.executable, "-I", "-X", "utf8", str(WORKER), json.dumps(settings)]
+        return Worker(argv, WORKER_ENV, lambda: shutil.rmtree(scratch, ignore_errors=True))
+
+
+def _remove_cgroups(pid: int) -> None:
+    """A strict worker's cgroups (named after its pid), once its processes are gone (they die with it)."""
+    for path in glob.glob(f"/sys/fs/cgroup/*/rstar-sandbox/{pid}") + glob.glob(f"/sys/fs/cgroup/rstar-sandbox/{pid}"):
+        for _ in range(50):
+            try:
+                os.rmdir(path)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:  # still busy for a moment: the worker is being killed by the kernel
+                time.sleep(0.01)
