@@ -80,7 +80,6 @@ ARCHES = {
 }
 
 libc = ctypes.CDLL(None, use_errno=True)
-libc.syscall.restype = ctypes.c_long
 
 
 class IsolationError(RuntimeError):
@@ -130,6 +129,7 @@ class Jail:
         self.uid = self.gid = None
         self.cgroups = None
         self.seccomp = None
+        self.temp_dirs: list[str] = []
         self.report: list[str] = []
         if self.mode == "strict":
             self._strict_setup()
