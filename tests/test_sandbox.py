@@ -39,6 +39,9 @@ from rstar_pipeline.sandbox.local import WORKER, WORKER_ENV, LocalSandbox, worke
 from rstar_pipeline.sandbox.pool import Worker
 
 PROJECT = Path(__file__).resolve().parents[1]
+# host files the tests plant must sit where the sandbox does not cover them with its own tmpfs (the
+# checkout itself may live under /tmp, as on CI)
+HOST_BASE = next(p for p in (Path("/var/lib"), Path("/opt"), PROJECT) if p.is_dir() and not str(p).startswith("/tmp"))
 NON_OK = {ExecStatus.ERROR, ExecStatus.TIMEOUT, ExecStatus.MEMORY, ExecStatus.KILLED}
 TRUNCATION_MARKER = "[output truncated at"
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -79,8 +82,8 @@ def sentinel():
 
 @pytest.fixture(scope="module")
 def canary():
-    """A root-owned file (0644) in a root-owned directory (0755) outside /tmp."""
-    folder = PROJECT / ".sandbox_canary"
+    """A root-owned file (0644) in a root-owned directory (0755) outside the dirs the sandbox covers."""
+    folder = HOST_BASE / f"rstar-sandbox-canary-{uuid.uuid4().hex[:8]}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(mode=0o755)
     os.chmod(folder, 0o755)
@@ -93,8 +96,8 @@ def canary():
 
 @pytest.fixture
 def host_dir():
-    """A fresh directory on the host outside /tmp, removed afterwards."""
-    folder = PROJECT / ".pytest_cache" / f"sandbox-{uuid.uuid4().hex[:12]}"
+    """A fresh directory on the host outside the dirs the sandbox covers, removed afterwards."""
+    folder = HOST_BASE / f"rstar-sandbox-test-{uuid.uuid4().hex[:12]}"
     folder.mkdir(parents=True)
     yield folder
     shutil.rmtree(folder, ignore_errors=True)

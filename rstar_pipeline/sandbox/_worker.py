@@ -9,9 +9,9 @@ exits: isolation that cannot be set up fails closed); then one request {"id", "c
 Isolation modes (settings["isolation"]):
   strict     (local default, needs root) the worker becomes PID 1 of its own PID namespace (and
              dies with the process the pool started), in an empty network namespace and a private
-             mount namespace (its own /proc, a tmpfs over /run, unreadable ancestors of the Python
-             installation such as /root replaced by a tmpfs showing only that installation, private
-             tmpfs over /tmp, /var/tmp and /dev/shm). Each program is forked with /tmp as its cwd,
+             mount namespace (its own /proc; tmpfs over /run, /tmp, /var/tmp, /dev/shm and over
+             unreadable ancestors of the Python installation such as /root; the installation itself
+             stays visible wherever it lives). Each program is forked with a fresh dir in /tmp as cwd,
              runs as a dedicated non-root uid with an empty capability bounding set, no_new_privs and
              a seccomp filter (no sockets, no SysV IPC, ...); when it ends, the worker kills every
              other process of its namespace (kill -1 from init) and empties the temp dirs before
@@ -35,6 +35,7 @@ import select
 import shutil
 import signal
 import socket
+import stat
 import struct
 import sys
 import tempfile
@@ -47,7 +48,6 @@ STATUS_FD = 3  # the child writes b"m" here when the program ran out of memory
 CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x20000000, 0x40000000
 NAMESPACE_FLAGS = 0x7E020080  # NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET | NEWTIME
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 1 << 14, 1 << 18
-MNT_DETACH = 2
 PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_SECCOMP, PR_SET_NO_NEW_PRIVS, SECCOMP_MODE_FILTER = 1, 24, 22, 38, 2
 UID_BASE = 200_000  # strict mode runs programs as UID_BASE + worker pid: unique among live workers
 
@@ -146,8 +146,7 @@ class Jail:
             self.report = ["NO ISOLATION (opted out): fresh process, own session, rlimits, empty environment only"]
         else:
             raise IsolationError(f"unknown isolation mode {self.mode!r}")
-        if self.scratch_root:
-            os.makedirs(self.scratch_root, exist_ok=True)
+        os.makedirs(self.scratch_root, exist_ok=True)
         self.report.append(_limits_report(settings))
 
     def _strict_setup(self) -> None:
@@ -169,17 +168,15 @@ class Jail:
             raise IsolationError(f"the new network namespace is not empty: {interfaces}")
         _mount(None, "/", None, MS_REC | MS_PRIVATE)
         _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)  # this namespace's processes only
-        _mount("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")  # host sockets live here
-        revealed = _reveal_python()
-        self.temp_dirs = self._private_temp_dirs()
-        self.scratch_root = None  # each program runs in /tmp, emptied after it
+        masked = _private_filesystem(int(self.settings.get("tmpfs_mb", 256)))
+        self.temp_dirs = [d for d in TEMP_DIRS if d in masked]
+        self.scratch_root = "/tmp"
         _empty_bounding_set()  # inherited by every child; the worker keeps its own effective capabilities
         self.seccomp = self._seccomp_program()
         self.report = [
             "network: empty network namespace per worker (loopback down; no TCP, UDP or abstract sockets)",
-            "filesystem: private mount namespace; tmpfs over /run" + (f"; {', '.join(revealed)} hidden except the "
-            "Python installation" if revealed else "") + "; private tmpfs /tmp (the program's cwd), /var/tmp, "
-            "/dev/shm, emptied after each program",
+            f"filesystem: private mount namespace; tmpfs over {', '.join(masked)} (only the Python installation "
+            "shows through); /tmp, /var/tmp, /dev/shm emptied after each program; a fresh scratch dir as cwd",
             "processes: the worker is init of its own PID namespace; after each program every other process "
             "in it is killed; all of it dies with the worker",
             f"user: uid/gid {self.uid} (non-root, no supplementary groups); capability bounding set emptied",
@@ -206,7 +203,9 @@ class Jail:
     # ------------------------------------------------------------ one program
 
     def run(self, code: str, timeout_s: float) -> dict:
-        scratch = tempfile.mkdtemp(dir=self.scratch_root) if self.scratch_root else None
+        scratch = tempfile.mkdtemp(dir=self.scratch_root)
+        if self.uid is not None:
+            os.chown(scratch, self.uid, self.gid)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         st_r, st_w = os.pipe()
@@ -223,8 +222,8 @@ class Jail:
             self.after()
         finally:
             os.close(st_r)
-            if scratch:
-                shutil.rmtree(scratch, ignore_errors=True)
+            _empty(scratch)
+            _rmdir(scratch)
         return {"status": _status(status, timed_out, out_of_memory), "exit_code": _exit_code(status),
                 "stdout": stdout, "stderr": stderr, "duration_s": time.monotonic() - start}
 
@@ -253,19 +252,6 @@ class Jail:
         for path in self.temp_dirs:
             _empty(path)
 
-    def _private_temp_dirs(self) -> list[str]:
-        """tmpfs over the world-writable temp dirs; /tmp belongs to the program's uid and is its cwd.
-        Inode limits bound how much a program can leave for the worker to clean."""
-        size = int(self.settings.get("tmpfs_mb", 256))
-        dirs = [("/tmp", f"size={size}m,nr_inodes=16384,mode=700,uid={self.uid},gid={self.gid}")]
-        dirs += [(p, "size=16m,nr_inodes=1024,mode=1777") for p in ("/var/tmp", "/dev/shm")]
-        mounted = []
-        for path, options in dirs:
-            if os.path.isdir(path) and not os.path.islink(path):
-                _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, options)
-                mounted.append(path)
-        return mounted
-
     def _child(self, code, scratch, fds, timeout_s):
         exit_code = 1
         try:
@@ -276,7 +262,6 @@ class Jail:
                 os.dup2(src, dst)
             os.closerange(STATUS_FD + 1, 65536)
             if self.mode == "strict":
-                scratch = "/tmp"
                 _write("/proc/self/oom_score_adj", "1000")  # under memory pressure the program goes first
             os.chdir(scratch)
             os.environ.clear()
@@ -357,14 +342,43 @@ class _Capped:
 
 
 def _empty(path: str) -> None:
-    for entry in os.scandir(path):
-        if entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(entry.path, ignore_errors=True)
-        else:
+    """Remove everything below `path` on its own filesystem. Never crosses a mount point (the Python
+    installation may be bound below /tmp) and never recurses (a program may nest dirs deeply)."""
+    try:
+        device = os.lstat(path).st_dev
+    except FileNotFoundError:
+        return
+    stack, dirs = [path], []
+    while stack:
+        current = stack.pop()
+        try:
+            entries = list(os.scandir(current))
+        except OSError:
+            continue
+        for entry in entries:
             try:
-                os.unlink(entry.path)
-            except FileNotFoundError:
-                pass
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if st.st_dev != device:
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(entry.path)
+                dirs.append(entry.path)
+            else:
+                try:
+                    os.unlink(entry.path)
+                except OSError:
+                    pass
+    for d in reversed(dirs):  # deepest first
+        _rmdir(d)
+
+
+def _rmdir(path: str) -> None:
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass  # holds a mount point, or is gone
 
 
 def _read_ready(fd) -> bytes:
@@ -539,34 +553,42 @@ def _fixed_seeds() -> None:
         sys.modules["numpy"].random.seed(0)
 
 
-def _reveal_python() -> list[str]:
-    """Replace each unreadable ancestor of the Python installation (e.g. /root, mode 0700) by a tmpfs
-    showing only that installation: the program's uid can import the standard library, nothing else."""
+TEMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def _private_filesystem(tmpfs_mb: int) -> list[str]:
+    """In the worker's mount namespace, cover with empty tmpfs: /run (host sockets), the temp dirs, and
+    every ancestor of the Python installation that others may not traverse (e.g. /root). The
+    installation (interpreter prefix, venv, site-packages) stays visible wherever it lives, even under
+    a covered dir: it is bound back from descriptors opened before covering."""
     import site
 
     needed = sorted({os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, *site.getsitepackages())})
-    hidden: dict[str, list[str]] = {}
-    for path in needed:
-        parts = path.split("/")
-        for i in range(2, len(parts)):
-            ancestor = "/".join(parts[:i])
-            if not os.stat(ancestor).st_mode & 0o001:  # others may not traverse it
-                hidden.setdefault(ancestor, []).append(path)
-                break
-    for n, (ancestor, paths) in enumerate(sorted(hidden.items())):
-        staged = []
-        for k, path in enumerate(paths):
-            stage = f"/run/.reveal-{n}-{k}"
-            os.mkdir(stage)
-            _mount(path, stage, None, MS_BIND | MS_REC)
-            staged.append((stage, path))
-        _mount("tmpfs", ancestor, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
-        for stage, path in staged:
+    unreadable = {_first_unreadable_ancestor(p) for p in needed} - {None}
+    options = {"/run": "size=1m,mode=755", "/tmp": f"size={tmpfs_mb}m,nr_inodes=16384,mode=1777",
+               "/var/tmp": "size=16m,nr_inodes=1024,mode=1777", "/dev/shm": "size=16m,nr_inodes=1024,mode=1777"}
+    options.update({path: "size=1m,mode=755" for path in unreadable})
+    kept = {path: os.open(path, os.O_PATH | os.O_DIRECTORY) for path in needed}
+    masked = []
+    for path, opts in sorted(options.items()):
+        if os.path.isdir(path) and not os.path.islink(path):
+            _mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, opts)
+            masked.append(path)
+    for path, fd in kept.items():
+        if any(path == m or path.startswith(m + "/") for m in masked):
             os.makedirs(path, mode=0o755, exist_ok=True)
-            _mount(stage, path, None, MS_BIND | MS_REC)
-            _check(libc.umount2(stage.encode(), MNT_DETACH), f"umount {stage}")
-            os.rmdir(stage)
-    return sorted(hidden)
+            _mount(f"/proc/self/fd/{fd}", path, None, MS_BIND | MS_REC)
+        os.close(fd)
+    return masked
+
+
+def _first_unreadable_ancestor(path: str) -> str | None:
+    parts = path.split("/")
+    for i in range(2, len(parts)):
+        ancestor = "/".join(parts[:i])
+        if not os.stat(ancestor).st_mode & 0o001:  # others may not traverse it
+            return ancestor
+    return None
 
 
 def _empty_bounding_set() -> None:
