@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
@@ -25,6 +26,16 @@ class Completion:
     text: str  # without the stop string
     finish_reason: str  # "stop" (a stop string or end of sequence) or "length"
     stop: str | None = None  # the stop string that ended it, if any
+
+
+PPM_SCALE = 5.0
+
+
+def ppm_readout(raw):
+    """The PPM score, everywhere it is used (search, training metrics): tanh(raw / 5), on the scale of
+    the +-1 terminal rewards it is mixed with. Takes a float or a tensor."""
+    scaled = raw / PPM_SCALE
+    return scaled.tanh() if hasattr(scaled, "tanh") else math.tanh(scaled)
 
 
 def cut_at_stop(text: str, stop: Sequence[str]) -> Completion:
