@@ -1,6 +1,8 @@
 """The `rstar` command: run a round through Dagster and query the warehouse with SQL.
 
     rstar run round_1                      # = dagster job execute ... -c assets/configs/round_1.yaml
+    rstar run round_2                      # needs round 1's policy; round_3 and round_4 likewise
+    rstar run evolve                       # rounds 1-4 in one run, with every round's preset
     rstar run round_1 --shard shard_003    # one shard as its own run (scale-out)
     rstar sql "select count(*) from tree_nodes"
     rstar query                            # list the named queries in warehouse/queries
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 
 from rstar_pipeline.paths import CONFIGS_DIR, dagster_home, store_root
+from rstar_pipeline.schedule import ROUNDS
 
 DAGSTER_YAML = """\
 telemetry:
@@ -45,8 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a job (all shards in one run) with its preset run config")
-    run.add_argument("job", nargs="?", default="round_1", help="job name (default: round_1)")
-    run.add_argument("-c", "--config", help="run-config YAML (default: assets/configs/<job>.yaml)")
+    run.add_argument("job", nargs="?", default="round_1", help="round_1 .. round_4 or evolve (default: round_1)")
+    run.add_argument("-c", "--config", action="append", help="run-config YAML, repeatable "
+                     "(default: assets/configs/<job>.yaml; for evolve, every round's)")
     run.add_argument("--shard", help="run one shard only, e.g. shard_003")
     run.add_argument("--shards", help="run a range of shards, e.g. shard_000:shard_003")
     run.set_defaults(func=cmd_run)
@@ -83,11 +87,13 @@ def _output_args(p: argparse.ArgumentParser) -> None:
 def cmd_run(args) -> int:
     from rstar_pipeline.assets.partitions import SHARDS
 
-    config = Path(args.config) if args.config else CONFIGS_DIR / f"{args.job}.yaml"
-    if not config.exists():
-        raise FileNotFoundError(f"run config {config} does not exist")
-    cmd = [sys.executable, "-m", "dagster", "job", "execute", "-m", "rstar_pipeline.definitions",
-           "-j", args.job, "-c", str(config)]
+    configs = [Path(c) for c in args.config] if args.config else default_configs(args.job)
+    missing = [c for c in configs if not c.exists()]
+    if missing:
+        raise FileNotFoundError(f"run config {missing[0]} does not exist")
+    cmd = [sys.executable, "-m", "dagster", "job", "execute", "-m", "rstar_pipeline.definitions", "-j", args.job]
+    for config in configs:
+        cmd += ["-c", str(config)]
     if args.shard or args.shards:
         start, _, end = (args.shards or f"{args.shard}:{args.shard}").partition(":")
         unknown = [k for k in (start, end) if k not in SHARDS]
@@ -103,9 +109,16 @@ def cmd_run(args) -> int:
     if code != 0:
         print(f"rstar: the run failed (exit code {code}); re-running the same command resumes it", file=sys.stderr)
         return code
-    round_no = int(args.job.split("_")[1]) if args.job.startswith("round_") else 1
-    _print_summary(round_no, wall)
+    rounds = [int(args.job.split("_")[1])] if args.job.startswith("round_") else list(ROUNDS)
+    for r in rounds:
+        _print_summary(r, wall if r == rounds[-1] else None)
     return 0
+
+
+def default_configs(job: str) -> list[Path]:
+    if job == "evolve":
+        return [CONFIGS_DIR / f"round_{r}.yaml" for r in ROUNDS]
+    return [CONFIGS_DIR / f"{job}.yaml"]
 
 
 def _ensure_dagster_home() -> Path:
@@ -117,6 +130,7 @@ def _ensure_dagster_home() -> Path:
 
 
 def _print_summary(round_no: int, wall: float | None = None) -> None:
+    from rstar_pipeline import checkpoints
     from rstar_pipeline.warehouse.store import Warehouse
     from rstar_pipeline.warehouse.summaries import markdown, pair_summary, search_summary, trajectory_summary
 
@@ -131,11 +145,25 @@ def _print_summary(round_no: int, wall: float | None = None) -> None:
     print(f"  trajectories  {t['trajectories']}  correct {t['correct']}  SFT rows {t['sft_selected']}")
     print(f"  pairs         {p['pairs']}  step {p['step_pairs']}  final {p['final_pairs']}  "
           f"mean margin {p['mean_margin']:.2f}")
+    for kind in ("policy", "ppm"):
+        ckpt = checkpoints.read(store, round_no, kind)
+        if ckpt:
+            print(f"  {kind:13} {_training_line(ckpt.metrics)}")
     print("\nSolve rate by level:\n" + markdown(s["by_level"]))
     print(f"\nData: {store.root}  (Parquet: <table>/round_{round_no}/shard_*.parquet)")
     print("Query it:  rstar sql \"select level, count(*) from problems group by level\"")
     print("           rstar query            (lists the named queries: checks, solve_rate_by_level, ...)")
     print("           rstar views            (CREATE VIEW statements for the DuckDB CLI)")
+
+
+def _training_line(m: dict) -> str:
+    parts = [f"loss {m['first_loss']:.3f} -> {m['final_loss']:.3f}" if m.get("final_loss") is not None else ""]
+    for key, label in (("eval_loss", "eval loss"), ("eval_accuracy", "held-out pair accuracy"),
+                       ("heldout_greedy_pass1", "held-out greedy pass@1"), ("train_s", "train s")):
+        if m.get(key) is not None:
+            parts.append(f"{label} {m[key]:.3f}" if isinstance(m[key], float) and key != "train_s" else
+                         f"{label} {m[key]}")
+    return "  ".join(p for p in parts if p)
 
 
 def _search_wall(store, round_no: int) -> float:

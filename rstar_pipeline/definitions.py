@@ -1,16 +1,16 @@
-"""Dagster definitions: the problems asset, round 1's assets and the `round_1` job."""
+"""Dagster definitions: problems, the base model, rounds 1-4 and their jobs (round_1..round_4, evolve)."""
 
 from dagster import Definitions, in_process_executor
 
+from rstar_pipeline.assets.models import base_model
 from rstar_pipeline.assets.problems import problems
 from rstar_pipeline.assets.resources import WarehouseResource
-from rstar_pipeline.assets.rounds import round_assets, round_job
-
-round_1 = round_assets(1)
+from rstar_pipeline.assets.rounds import ALL_ROUNDS, evolve_job, round_job
+from rstar_pipeline.schedule import ROUNDS
 
 defs = Definitions(
-    assets=[problems, *round_1],
-    jobs=[round_job(1, round_1)],
+    assets=[problems, base_model, *(a for r in ROUNDS for a in ALL_ROUNDS[r])],
+    jobs=[*(round_job(r) for r in ROUNDS), evolve_job()],
     resources={"warehouse": WarehouseResource()},
     # steps share one process: on 2 cores a process per step only adds start-up time
     executor=in_process_executor,

@@ -17,16 +17,20 @@ from typing import Sequence
 import pyarrow as pa
 
 import rstar_pipeline
+from rstar_pipeline import checkpoints
 from rstar_pipeline.llm.base import Generator, PPMScorer
+from rstar_pipeline.llm.config import GeneratorConfig, ScorerConfig
 from rstar_pipeline.miniworld.teacher import TeacherConfig
 from rstar_pipeline.problemsets import Problem, ProblemsConfig, Rejected, load_problems, problem_id, shard_of
 from rstar_pipeline.sandbox.base import Sandbox, SandboxConfig
 from rstar_pipeline.search import extract
 from rstar_pipeline.search.config import SearchConfig
+from rstar_pipeline.schedule import policy_ref, ppm_ref
 from rstar_pipeline.search.mcts import run_search
 from rstar_pipeline.steps import load_template
 from rstar_pipeline.warehouse.schemas import TREE_NODES
 from rstar_pipeline.warehouse.store import Warehouse
+from rstar_pipeline.warehouse.views import query
 
 
 def shard_keys(num_shards: int) -> list[str]:
@@ -88,23 +92,45 @@ def read_problems(store: Warehouse, shard: str) -> list[Problem]:
 
 @dataclass(frozen=True)
 class RoundSearch:
-    """Everything that determines a round's trees, besides the problems."""
+    """Everything that determines a round's trees, besides the problems: configs and resolved models."""
 
     round: int
     search: SearchConfig
+    generator: GeneratorConfig
+    scorer: ScorerConfig
     teacher: TeacherConfig
     sandbox: SandboxConfig
+    policy: checkpoints.Checkpoint | None = None  # None for the teacher
+    ppm: checkpoints.Checkpoint | None = None  # None without ppm_init
 
     def to_json(self) -> dict:
         sandbox = {k: v for k, v in asdict(self.sandbox).items() if k not in ("workers", "cache_size")}
-        return {"round": self.round, "search": asdict(self.search), "teacher": asdict(self.teacher),
-                "sandbox": sandbox, "template": load_template(self.search.template).to_json(),
-                "version": rstar_pipeline.__version__}
+        out = {"round": self.round, "search": asdict(self.search), "generator": asdict(self.generator),
+               "sandbox": sandbox, "template": load_template(self.search.template).to_json(),
+               "version": rstar_pipeline.__version__}
+        if self.policy is None:
+            out["teacher"] = asdict(self.teacher)
+        else:
+            out["policy"] = {"path": self.policy.path, "identity": self.policy.identity}
+        if self.ppm is not None:
+            out["ppm"] = {"path": self.ppm.path, "identity": self.ppm.identity, "scorer": asdict(self.scorer)}
+        return out
 
-    def identity(self, problems: Sequence[Problem]) -> str:
-        content = sorted((p.problem_id, p.answers) for p in problems)
+    def identity(self, problems: Sequence[Problem], budgets: Sequence[int]) -> str:
+        content = sorted((p.problem_id, p.answers, b) for p, b in zip(problems, budgets))
         blob = json.dumps({"spec": self.to_json(), "problems": content}, sort_keys=True, default=list)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def prepare_search(store: Warehouse, round: int, search: SearchConfig, generator: GeneratorConfig,
+                   scorer: ScorerConfig, teacher: TeacherConfig, sandbox: SandboxConfig) -> RoundSearch:
+    """Resolve the models a round searches with; a missing one is an error naming its asset."""
+    policy = ppm = None
+    if generator.backend != "teacher":
+        policy = checkpoints.resolve(store, generator.model or policy_ref(round - 1))
+    if search.ppm_init:
+        ppm = checkpoints.resolve(store, scorer.model or ppm_ref(round - 1))
+    return RoundSearch(round, search, generator, scorer, teacher, sandbox, policy, ppm)
 
 
 @dataclass
@@ -120,13 +146,16 @@ def search_shard(store: Warehouse, spec: RoundSearch, shard: str, generator: Gen
                  scorer: PPMScorer | None = None) -> ShardSearch:
     """Search one shard's problems and write its `tree_nodes`, unless the same result is on disk."""
     problems = read_problems(store, shard)
-    identity = spec.identity(problems)
+    if spec.search.max_problems_per_shard:
+        problems = sorted(problems, key=lambda p: p.problem_id)[:spec.search.max_problems_per_shard]
+    budgets = rollout_budgets(store, spec, problems)
+    identity = spec.identity(problems, budgets)
     done = store.meta("tree_nodes", shard, spec.round)
     if done and done.get("identity") == identity:
         return ShardSearch(shard, True, len(problems), done["stats"]["nodes"], done["stats"]["wall_s"])
     start = time.perf_counter()
     trees, stats = run_search(problems, generator, sandbox, spec.search, scorer=scorer,
-                              exec_timeout_s=spec.sandbox.timeout_s)
+                              exec_timeout_s=spec.sandbox.timeout_s, rollouts=budgets)
     cols: dict[str, list] = {}
     for tree in trees:
         for name, values in tree.rows().items():
@@ -136,6 +165,15 @@ def search_shard(store: Warehouse, spec: RoundSearch, shard: str, generator: Gen
     meta = {"round": spec.round, "shard": shard, "identity": identity, "config": spec.to_json(), "stats": asdict(stats)}
     store.write("tree_nodes", table, shard, spec.round, meta)
     return ShardSearch(shard, False, len(problems), n, time.perf_counter() - start)
+
+
+def rollout_budgets(store: Warehouse, spec: RoundSearch, problems: Sequence[Problem]) -> list[int]:
+    """Rollouts per problem: `unsolved_rollouts` for problems no earlier round solved, if set."""
+    if not spec.search.unsolved_rollouts or spec.round == 1:
+        return [spec.search.rollouts] * len(problems)
+    solved = {r["problem_id"] for r in query(store, "SELECT DISTINCT problem_id FROM tree_nodes WHERE round < $r "
+                                                    "AND is_correct", {"r": spec.round}).to_pylist()}
+    return [spec.search.rollouts if p.problem_id in solved else spec.search.unsolved_rollouts for p in problems]
 
 
 # ---------------------------------------------------------------- training data

@@ -26,6 +26,10 @@ class SearchConfig:
     backprop_failures: bool = field(default=True, metadata={
         "help": "back up -1 from code_error/max_depth/no_valid_child terminals to the root (reference: node only)"})
     ppm_init: bool = field(default=False, metadata={"help": "initialise Q of new steps with the PPM score (rounds 3-4)"})
+    unsolved_rollouts: int = field(default=0, metadata={
+        "help": "rollouts for problems no earlier round solved (round 4: more search for hard problems); 0 = rollouts"})
+    max_problems_per_shard: int = field(default=0, metadata={
+        "help": "search only the first N problems of each shard (a stable subset); 0 = all"})
     # > generation
     template: str = field(default="bootstrap", metadata={"help": "prompt template: a name in assets/prompts or a path"})
     temperature: float = field(default=0.7, metadata={"help": "sampling temperature"})
@@ -41,6 +45,8 @@ class SearchConfig:
             raise ValueError(f"search: unvisited must be 'zero' or 'infinite', not {self.unvisited!r}")
         if self.c_uct < 0:
             raise ValueError("search: c_uct must be >= 0")
+        if self.unsolved_rollouts < 0 or self.max_problems_per_shard < 0:
+            raise ValueError("search: unsolved_rollouts and max_problems_per_shard must be >= 0")
 
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(n=self.n_samples, temperature=self.temperature, top_p=self.top_p,

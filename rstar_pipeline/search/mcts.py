@@ -51,15 +51,19 @@ class SearchStats:
 
 def run_search(problems: Sequence[Problem], generator: Generator, sandbox: Sandbox, config: SearchConfig,
                scorer: PPMScorer | None = None, grader: Grader = is_equivalent,
-               exec_timeout_s: float | None = None) -> tuple[list[Tree], SearchStats]:
-    """Search every problem in lock-step; returns one tree per problem and the run's statistics."""
+               exec_timeout_s: float | None = None, rollouts: Sequence[int] | None = None
+               ) -> tuple[list[Tree], SearchStats]:
+    """Search every problem in lock-step; returns one tree per problem and the run's statistics.
+
+    `rollouts` gives each problem its own rollout budget (default: `config.rollouts` for all)."""
     if config.ppm_init and scorer is None:
         raise ValueError("search: ppm_init is on but no PPM scorer was given")
     search = _Search(generator, sandbox, config, scorer, grader, exec_timeout_s)
     start = time.perf_counter()
     trees = [Tree(p) for p in problems]
-    for rollout in range(config.rollouts):
-        search.rollout(trees, rollout)
+    budgets = list(rollouts) if rollouts is not None else [config.rollouts] * len(trees)
+    for rollout in range(max(budgets, default=0)):
+        search.rollout([t for t, b in zip(trees, budgets) if b > rollout], rollout)
     search.stats.problems = len(trees)
     search.stats.nodes = sum(len(t.nodes) for t in trees)
     search.stats.wall_s = time.perf_counter() - start

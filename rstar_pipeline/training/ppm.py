@@ -32,6 +32,8 @@ class PPMTrainingConfig:
     max_length: int = field(default=512, metadata={"help": "longest prefix + step, tokens (cut at the start)"})
     eval_fraction: float = field(default=0.1, metadata={"help": "share of problems held out for metrics"})
     weighted: bool = field(default=True, metadata={"help": "weight each pair's loss by 1/(pos*neg)"})
+    include_previous_rounds: bool = field(default=False, metadata={
+        "help": "train on the pairs of every round so far, not only this round's (paper: off)"})
     bf16: bool = field(default=False, metadata={"help": "bfloat16 training (GPU)"})
     seed: int = field(default=0, metadata={"help": "data order and head initialisation seed"})
 

@@ -31,6 +31,8 @@ class PolicyTrainingConfig:
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     max_length: int = field(default=512, metadata={"help": "longest prompt + completion, tokens"})
     eval_fraction: float = field(default=0.05, metadata={"help": "share of problems held out for eval loss"})
+    include_previous_rounds: bool = field(default=False, metadata={
+        "help": "train on the selected trajectories of every round so far, not only this round's (paper: off)"})
     bf16: bool = field(default=False, metadata={"help": "bfloat16 training (GPU)"})
     seed: int = field(default=0, metadata={"help": "data order and initialisation seed"})
 

@@ -2,7 +2,8 @@
 
 Keys: problems (problem_id); tree_nodes (round, problem_id, node_id); trajectories (round,
 problem_id, leaf_node_id); preference_pairs (round, problem_id, kind, prefix_node_id,
-chosen_node_id, rejected_node_id). Every round table also carries `shard`, its storage partition.
+chosen_node_id, rejected_node_id); checkpoints (round, kind). Every round table also carries `shard`,
+its storage partition (for checkpoints, the kind).
 """
 
 import pyarrow as pa
@@ -90,11 +91,26 @@ PREFERENCE_PAIRS = pa.schema([
     ("weight", pa.float64()),  # 1 / (pos_count * neg_count)
 ])
 
+CHECKPOINTS = pa.schema([
+    ("round", pa.int32()),  # 0 for the base model
+    ("shard", pa.string()),  # the partition: the kind again
+    ("kind", pa.string()),  # base, policy or ppm
+    ("path", pa.string()),  # a Hugging Face folder (or a hub id for an external base)
+    ("base_model", pa.string()),  # what it was initialised from
+    ("identity", pa.string()),  # hash of config, inputs and initialisation: equal means the same model
+    ("train_rows", pa.int64()),
+    ("eval_rows", pa.int64()),
+    ("metrics", pa.string()),  # JSON: losses, accuracy, margin, greedy pass@1, wall time
+    ("config", pa.string()),  # JSON
+    ("created_at", pa.string()),
+])
+
 TABLES = {
     "problems": PROBLEMS,
     "rejected_problems": REJECTED_PROBLEMS,
     "tree_nodes": TREE_NODES,
     "trajectories": TRAJECTORIES,
     "preference_pairs": PREFERENCE_PAIRS,
+    "checkpoints": CHECKPOINTS,
 }
-ROUND_TABLES = ("tree_nodes", "trajectories", "preference_pairs")
+ROUND_TABLES = ("tree_nodes", "trajectories", "preference_pairs", "checkpoints")

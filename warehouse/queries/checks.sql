@@ -40,9 +40,14 @@ FROM tree_nodes c LEFT JOIN tree_nodes p
   ON p.round = c.round AND p.problem_id = c.problem_id AND p.node_id = c.parent_id
 WHERE c.parent_id IS NOT NULL AND p.node_id IS NULL
 UNION ALL
-SELECT 'problem of a searched shard without a tree', count(*)
-FROM problems pr JOIN (SELECT DISTINCT round, shard FROM search_shards) s USING (shard)
-WHERE NOT EXISTS (SELECT 1 FROM tree_nodes t WHERE t.round = s.round AND t.problem_id = pr.problem_id)
+SELECT 'searched shard whose trees do not cover its problems (all, or max_problems_per_shard)', count(*)
+FROM (
+    SELECT coalesce(CAST(json_extract(s.config, '$.search.max_problems_per_shard') AS INTEGER), 0) AS cap,
+           (SELECT count(*) FROM problems p WHERE p.shard = s.shard) AS n,
+           (SELECT count(DISTINCT t.problem_id) FROM tree_nodes t WHERE t.round = s.round AND t.shard = s.shard) AS searched
+    FROM search_shards s
+)
+WHERE searched <> CASE WHEN cap > 0 THEN least(n, cap) ELSE n END
 UNION ALL
 SELECT 'node with more children than n_samples', count(*) FILTER (WHERE p.max_children > c.n_samples)
 FROM per_problem p JOIN cfg c USING (round, shard)

@@ -1,0 +1,126 @@
+"""Rounds 1-4 through Dagster on a tiny preset: real search with the trained policy, real SFT and PPM
+training, checkpoints that load back, and the rule that a round needs its predecessor's models."""
+
+import json
+
+import pytest
+from dagster import DagsterInstance
+
+from rstar_pipeline import checkpoints
+from rstar_pipeline.definitions import defs
+from rstar_pipeline.llm.base import SamplingConfig
+from rstar_pipeline.llm.hf import TransformersGenerator, TransformersScorer
+from rstar_pipeline.steps import SEARCH_STOP, load_template
+from rstar_pipeline.warehouse.store import Warehouse
+from rstar_pipeline.warehouse.views import named_queries, query
+
+SANDBOX = {"preload": ["math", "fractions"], "timeout_s": 5.0}
+TRAIN = {"max_steps": 6, "batch_size": 8, "learning_rate": 0.003, "include_previous_rounds": True}
+
+
+def tiny_round(r: int) -> dict:
+    search = {"rollouts": 2, "n_samples": 2, "seed": r}
+    if r > 1:
+        search.update(max_problems_per_shard=1, max_tokens=40)
+    if r == 4:
+        search["unsolved_rollouts"] = 3
+    mcts = {"search": search, "sandbox": SANDBOX}
+    if r > 1:
+        mcts["generator"] = {"batch_size": 32}
+    return {f"round_{r}__mcts_trees": {"config": mcts},
+            f"round_{r}__policy": {"config": {"training": TRAIN, "heldout": {"problems": 6, "max_tokens": 40}}},
+            f"round_{r}__ppm": {"config": {"max_steps": 4, "batch_size": 4, "eval_fraction": 0.4,
+                                           "include_previous_rounds": True}}}
+
+
+BASE = {"problems": {"config": {"count": 16, "seed": 3}},
+        "models__base": {"config": {"student": {"corpus_problems": 150, "vocab_size": 500, "hidden_size": 64,
+                                                "layers": 2, "heads": 2, "kv_heads": 1, "intermediate_size": 128}}}}
+LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+def run(job: str, store, monkeypatch, rounds):
+    monkeypatch.setenv("RSTAR_STORE", str(store))
+    ops = dict(BASE) if 1 in rounds else {}
+    for r in rounds:
+        ops.update(tiny_round(r))
+    return defs.resolve_job_def(job).execute_in_process(run_config={"ops": ops, **LOGS},
+                                                        instance=DagsterInstance.ephemeral(), raise_on_error=False)
+
+
+@pytest.fixture(scope="module")
+def evolved(tmp_path_factory):
+    store = tmp_path_factory.mktemp("evolve")
+    with pytest.MonkeyPatch.context() as mp:
+        result = run("evolve", store, mp, [1, 2, 3, 4])
+    assert result.success, [str(e.step_failure_data.error) for e in result.all_events if e.is_step_failure]
+    return Warehouse(store), result
+
+
+def test_evolve_runs_four_rounds_and_records_every_checkpoint(evolved):
+    """One evolve run: trees for rounds 1-4, and a policy and a PPM per round in the checkpoints table."""
+    store, _ = evolved
+    rounds = query(store, "SELECT round, count(*) AS n FROM tree_nodes GROUP BY 1 ORDER BY 1").to_pylist()
+    assert [r["round"] for r in rounds] == [1, 2, 3, 4]
+    kinds = query(store, "SELECT round, kind FROM checkpoints ORDER BY round, kind").to_pylist()
+    assert [(k["round"], k["kind"]) for k in kinds] == [(0, "base")] + [(r, k) for r in (1, 2, 3, 4)
+                                                                      for k in ("policy", "ppm")]
+
+
+def test_later_rounds_search_with_the_previous_models(evolved):
+    """Round r searches with round r-1's policy; from round 3 on, Q starts at round r-1's PPM score."""
+    store, _ = evolved
+    config = {r["round"]: json.loads(r["config"]) for r in
+              query(store, "SELECT round, any_value(config) AS config FROM search_shards GROUP BY 1").to_pylist()}
+    assert "teacher" in config[1] and "policy" not in config[1]
+    for r in (2, 3, 4):
+        assert config[r]["policy"]["path"].endswith(f"round_{r - 1}/policy")
+    assert "ppm" not in config[2] and config[3]["ppm"]["path"].endswith("round_2/ppm")
+    scored = query(store, "SELECT round, count(*) FILTER (WHERE ppm_score IS NOT NULL) AS n FROM tree_nodes "
+                          "GROUP BY 1 ORDER BY 1").to_pylist()
+    assert [s["n"] for s in scored[:2]] == [0, 0]  # rounds 1-2 are terminal-guided
+
+
+def test_round_4_gives_unsolved_problems_more_rollouts(evolved):
+    """Problems no earlier round solved get unsolved_rollouts; the budget is part of the shard identity."""
+    store, _ = evolved
+    config = query(store, "SELECT config FROM search_shards WHERE round = 4 LIMIT 1").to_pylist()[0]["config"]
+    assert json.loads(config)["search"]["unsolved_rollouts"] == 3
+
+
+def test_checkpoints_load_back_and_generate_or_score(evolved):
+    """The saved policy generates steps and the saved PPM scores prefixes, in (-1, 1)."""
+    store, _ = evolved
+    policy, ppm = checkpoints.resolve(store, "round_4/policy"), checkpoints.resolve(store, "round_4/ppm")
+    prompt = load_template("sft").build("Mia has 3 apples. How many apples does Mia have now?")
+    out = TransformersGenerator(policy.path).generate([prompt], SamplingConfig(n=2, max_tokens=8, stop=SEARCH_STOP))
+    assert len(out[0]) == 2
+    scores = TransformersScorer(ppm.path).score([prompt, prompt + "<code>\nx = 3\n<end_of_step>"])
+    assert len(scores) == 2 and all(-1 < s < 1 for s in scores)
+    metrics = ppm.metrics
+    assert metrics["train_pairs"] > 0 and "eval_accuracy" in metrics
+
+
+def test_invariants_hold_in_every_round(evolved):
+    """checks.sql passes on all four rounds."""
+    store, _ = evolved
+    rows = query(store, named_queries()["checks"]).to_pylist()
+    assert {r["check"]: r["violations"] for r in rows} == {r["check"]: 0 for r in rows}
+
+
+def test_a_round_alone_needs_its_predecessor(tmp_path, monkeypatch):
+    """round_2 on an empty store fails with a message naming the missing asset."""
+    result = run("round_2", tmp_path, monkeypatch, [2])
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "round_1/policy" in str(failure.step_failure_data.user_failure_data or failure.step_failure_data.error)
+
+
+def test_rerun_keeps_trained_models(evolved, monkeypatch):
+    """Running round 4 again with the same inputs keeps the search and the checkpoints (no retraining)."""
+    store, _ = evolved
+    before = query(store, "SELECT kind, identity, created_at FROM checkpoints WHERE round = 4 ORDER BY kind").to_pylist()
+    result = run("round_4", store.root, monkeypatch, [4])
+    assert result.success
+    after = query(store, "SELECT kind, identity, created_at FROM checkpoints WHERE round = 4 ORDER BY kind").to_pylist()
+    assert after == before  # same identities, and not written again
