@@ -21,11 +21,21 @@ from rstar_pipeline.warehouse.views import named_queries, query
 PRESET = yaml.safe_load((PROJECT_ROOT / "assets" / "configs" / "round_1.yaml").read_text())
 
 
+TINY_TRAINING = {
+    "models__base": {"student": {"corpus_problems": 150, "vocab_size": 500, "hidden_size": 64, "layers": 2,
+                                 "heads": 2, "kv_heads": 1, "intermediate_size": 128}},
+    "round_1__policy": {"training": {"max_steps": 4, "batch_size": 8}, "heldout": {"problems": 4, "max_tokens": 32}},
+    "round_1__ppm": {"max_steps": 2, "batch_size": 4},
+}
+
+
 def preset(count: int, seed: int, rollouts: int, n_samples: int) -> dict:
-    """The default preset (assets/configs/round_1.yaml), smaller."""
+    """The default preset (assets/configs/round_1.yaml), smaller; training only long enough to run."""
     config = json.loads(json.dumps(PRESET))
     config["ops"]["problems"]["config"].update(count=count, seed=seed)
     config["ops"]["round_1__mcts_trees"]["config"]["search"].update(rollouts=rollouts, n_samples=n_samples)
+    for op, values in TINY_TRAINING.items():
+        config["ops"][op]["config"].update(values)
     config["loggers"]["console"]["config"]["log_level"] = "WARNING"
     return config
 

@@ -51,7 +51,7 @@ class TransformersGenerator:
         stop_ids, stop_strings = self._stops(sampling.stop)
         greedy = sampling.temperature == 0
         kwargs = dict(max_new_tokens=sampling.max_tokens, pad_token_id=tok.pad_token_id,
-                      eos_token_id=stop_ids + [tok.eos_token_id], num_return_sequences=1 if greedy else sampling.n,
+                      eos_token_id=[*stop_ids, tok.eos_token_id], num_return_sequences=1 if greedy else sampling.n,
                       do_sample=not greedy)
         if not greedy:
             kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
@@ -66,19 +66,22 @@ class TransformersGenerator:
         grouped = [completions[i * per_prompt:(i + 1) * per_prompt] for i in range(len(prompts))]
         return [group * sampling.n if greedy else group for group in grouped]
 
-    def _stops(self, stop: Sequence[str]) -> tuple[list[int], list[str]]:
+    def _stops(self, stop: Sequence[str]) -> tuple[dict[int, str], list[str]]:
         """Stop strings that are a single token stop by id (exact); the rest by text."""
-        ids, strings = [], []
+        ids, strings = {}, []
         for s in stop:
             encoded = self.tokenizer.encode(s, add_special_tokens=False)
-            (ids.append(encoded[0]) if len(encoded) == 1 else strings.append(s))
+            if len(encoded) == 1:
+                ids.setdefault(encoded[0], s)
+            else:
+                strings.append(s)
         return ids, strings
 
-    def _completion(self, tokens: list[int], stop_ids: list[int], sampling: SamplingConfig) -> Completion:
+    def _completion(self, tokens: list[int], stop_ids: dict[int, str], sampling: SamplingConfig) -> Completion:
         tok = self.tokenizer
         for k, t in enumerate(tokens):
             if t in stop_ids:
-                return Completion(tok.decode(tokens[:k]), "stop", tok.convert_ids_to_tokens(t))
+                return Completion(tok.decode(tokens[:k]), "stop", stop_ids[t])
             if t in (tok.eos_token_id, tok.pad_token_id):
                 return cut_at_stop(tok.decode(tokens[:k]), sampling.stop)
         text = tok.decode(tokens)

@@ -34,6 +34,8 @@ class PolicyTrainingConfig:
     include_previous_rounds: bool = field(default=False, metadata={
         "help": "train on the selected trajectories of every round so far, not only this round's (paper: off)"})
     bf16: bool = field(default=False, metadata={"help": "bfloat16 training (GPU)"})
+    activation_checkpointing: bool = field(default=False, metadata={
+        "help": "recompute activations in the backward pass: less memory, ~30% slower (7B models)"})
     seed: int = field(default=0, metadata={"help": "data order and initialisation seed"})
 
     def __post_init__(self):
@@ -70,7 +72,7 @@ def train_policy(base_model: str, rows: list[dict], out_dir: str | Path, config:
         learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler, warmup_steps=config.warmup_ratio,
         weight_decay=config.weight_decay, max_length=config.max_length, completion_only_loss=True,
         logging_steps=max(1, (config.max_steps or 100) // 20), report_to="none", save_strategy="no",
-        bf16=config.bf16, gradient_checkpointing=False, use_cpu=not torch.cuda.is_available(),
+        bf16=config.bf16, activation_checkpointing=config.activation_checkpointing, use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0, seed=config.seed, disable_tqdm=True)
     trainer = SFTTrainer(model=model, args=args, train_dataset=as_dataset(train_rows),
                          eval_dataset=as_dataset(eval_rows) if eval_rows else None, processing_class=tokenizer)
