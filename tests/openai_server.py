@@ -77,10 +77,12 @@ class CompletionsServer:
             prompts, sampling = self._parse(body)
         except (KeyError, TypeError, ValueError) as e:
             return 400, _error(400, str(e))
-        too_long = self._check_lengths(prompts, sampling)
-        if too_long:
-            return 400, _error(400, too_long)
+        # One request at a time through the model, the length check included: a fast tokenizer's padding
+        # and truncation settings are per-call state, so concurrent calls on one tokenizer interfere.
         with _GENERATION_LOCK:
+            too_long = self._check_lengths(prompts, sampling)
+            if too_long:
+                return 400, _error(400, too_long)
             results = self.generator.generate(prompts, sampling)
         return 200, self._response(results)
 

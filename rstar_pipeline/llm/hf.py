@@ -5,6 +5,8 @@ of `batch_size` prompts, `n` samples each), honours stop strings (a stop string 
 as the step tags are, stops generation exactly; others go to transformers' `stop_strings`), and is
 seeded. `TransformersScorer` reads the PPM's scalar head at the last token of each prefix and
 returns `ppm_readout(raw)`; long prefixes are cut at the start, so the step being judged is kept.
+Neither is thread-safe (torch's random state and the fast tokenizer's padding settings are shared
+state): call one from one thread at a time.
 """
 
 from __future__ import annotations

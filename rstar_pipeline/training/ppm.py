@@ -25,7 +25,8 @@ class PPMTrainingConfig:
 
     max_steps: int = field(default=300, metadata={"help": "optimizer steps (0: use epochs)"})
     epochs: float = field(default=2.0, metadata={"help": "passes over the pairs when max_steps is 0"})
-    batch_size: int = field(default=16, metadata={"help": "pairs per step (per device)"})
+    batch_size: int = field(default=16, metadata={"help": "pairs per micro-batch (per device)"})
+    gradient_accumulation: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
     learning_rate: float = field(default=5e-4, metadata={"help": "peak learning rate"})
     lr_scheduler: str = field(default="cosine", metadata={"help": "transformers scheduler name"})
     warmup_ratio: float = field(default=0.05, metadata={"help": "fraction of steps for warm-up"})
@@ -35,6 +36,8 @@ class PPMTrainingConfig:
     include_previous_rounds: bool = field(default=False, metadata={
         "help": "train on the pairs of every round so far, not only this round's (paper: off)"})
     bf16: bool = field(default=False, metadata={"help": "bfloat16 training (GPU)"})
+    activation_checkpointing: bool = field(default=False, metadata={
+        "help": "recompute activations in the backward pass: less memory, ~30% slower (7B models)"})
     seed: int = field(default=0, metadata={"help": "data order and head initialisation seed"})
 
     def __post_init__(self):
@@ -112,8 +115,9 @@ def train_ppm(policy_model: str, pairs: list[dict], out_dir: str | Path, config:
     add_step_tokens(tokenizer, model)
     args = TrainingArguments(
         output_dir=str(Path(out_dir) / "_trainer"), max_steps=config.max_steps or -1, num_train_epochs=config.epochs,
-        per_device_train_batch_size=config.batch_size, learning_rate=config.learning_rate,
-        lr_scheduler_type=config.lr_scheduler, warmup_steps=config.warmup_ratio, bf16=config.bf16,
+        per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.gradient_accumulation,
+        learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler, warmup_steps=config.warmup_ratio, bf16=config.bf16,
+        activation_checkpointing=config.activation_checkpointing,
         logging_steps=max(1, (config.max_steps or 100) // 20), report_to="none", save_strategy="no",
         remove_unused_columns=False, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
         seed=config.seed, disable_tqdm=True)

@@ -1,0 +1,42 @@
+"""The run-config presets under assets/configs: the mini world's (each job's default) and the GPU ones
+with the paper's values. Each must validate against its job's config schema, so that a typo in a field
+name fails here and not on a GPU machine after the model has loaded."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from dagster import validate_run_config
+
+from rstar_pipeline.definitions import defs
+from rstar_pipeline.paths import CONFIGS_DIR
+from rstar_pipeline.schedule import ROUNDS
+
+PRESETS = sorted(CONFIGS_DIR.glob("**/round_*.yaml"))
+
+
+def test_every_round_has_a_mini_and_a_gpu_preset():
+    names = {p.relative_to(CONFIGS_DIR).as_posix() for p in PRESETS}
+    assert names == {f"{d}round_{r}.yaml" for d in ("", "gpu/") for r in ROUNDS}
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.relative_to(CONFIGS_DIR).as_posix())
+def test_preset_validates_against_its_job(path: Path):
+    job = defs.resolve_job_def(path.stem)
+    validate_run_config(job, yaml.safe_load(path.read_text()))
+
+
+def test_gpu_presets_carry_the_paper_values():
+    gpu = {r: yaml.safe_load((CONFIGS_DIR / "gpu" / f"round_{r}.yaml").read_text())["ops"] for r in ROUNDS}
+    search = {r: gpu[r][f"round_{r}__mcts_trees"]["config"]["search"] for r in ROUNDS}
+    assert [search[r]["rollouts"] for r in ROUNDS] == [8, 16, 16, 16]
+    assert [search[r].get("ppm_init", False) for r in ROUNDS] == [False, False, True, True]
+    assert search[4]["unsolved_rollouts"] > search[4]["rollouts"]
+    assert gpu[1]["models__base"]["config"]["name"] == "Qwen/Qwen2.5-Math-7B"
+    for r in ROUNDS:
+        assert gpu[r][f"round_{r}__policy"]["config"]["training"]["learning_rate"] == 7e-6
+        assert gpu[r][f"round_{r}__ppm"]["config"]["learning_rate"] == 7e-6
+        if r > 1:
+            assert gpu[r][f"round_{r}__mcts_trees"]["config"]["generator"] == {
+                **gpu[r][f"round_{r}__mcts_trees"]["config"]["generator"], "backend": "vllm",
+                "model": f"round_{r - 1}/policy"}
