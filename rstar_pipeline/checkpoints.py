@@ -151,6 +151,10 @@ def train_round_policy(store: Warehouse, round: int, config: PolicyTrainingConfi
 
     base = resolve(store, "base")
     rows = sft_rows(store, round, config.include_previous_rounds)
+    if not rows:
+        raise ValueError(f"round {round}: no trajectory is selected for SFT (the round's search found no correct, "
+                         "error-free solution); search more (rollouts, problems) or set training."
+                         "include_previous_rounds: true to train on the earlier rounds' data too")
     identity = digest({"base": base.identity, "config": asdict(config),
                        "rows": digest([(r["problem_id"], r["completion"]) for r in rows])})
     done = read(store, round, "policy")
@@ -173,6 +177,9 @@ def train_round_ppm(store: Warehouse, round: int, config: PPMTrainingConfig) -> 
 
     policy = resolve(store, f"round_{round}/policy")
     pairs = pair_rows(store, round, config.include_previous_rounds)
+    if not pairs:
+        raise ValueError(f"round {round}: no preference pairs (no node had siblings whose Q differ by the "
+                         "pairs' min_margin); search more or set include_previous_rounds: true")
     identity = digest({"policy": policy.identity, "config": asdict(config),
                        "pairs": digest([(p["problem_id"], p["chosen"], p["rejected"], p["weight"]) for p in pairs])})
     done = read(store, round, "ppm")

@@ -228,7 +228,10 @@ def _run_sql(text: str, params: dict, args) -> int:
 def _table(rows: list[dict], width: int) -> str:
     if not rows:
         return "(no rows)"
-    cut = lambda v: (s if width <= 0 or len(s := str(v).replace("\n", "\\n")) <= width else s[:width - 1] + "…")
+    def cut(value) -> str:
+        text = str(value).replace("\n", "\\n")
+        return text if width <= 0 or len(text) <= width else text[:width - 1] + "…"
+
     cells = [[cut(v) for v in r.values()] for r in rows]
     head = list(rows[0])
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head)]

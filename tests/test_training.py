@@ -76,6 +76,18 @@ def ppm(student, tmp_path_factory):
     return str(path), rows, metrics
 
 
+def test_student_tokenizer_is_used_as_trained(student):
+    """transformers loads the student's tokenizer as Qwen2's, which re-imposes its own pre-tokenizer: the
+    ids it gives are those of the tokenizer build_student trained, step tags included."""
+    from tokenizers import Tokenizer
+    from transformers import AutoTokenizer
+
+    row = solutions(1, "tokenizer")[0]
+    text = row["prompt"] + row["completion"] + "\n<output>1234<end_of_output>"
+    trained = Tokenizer.from_file(f"{student}/tokenizer.json").encode(text, add_special_tokens=False).ids
+    assert AutoTokenizer.from_pretrained(student).encode(text, add_special_tokens=False) == trained
+
+
 def test_sft_loss_falls_and_saves_a_hugging_face_folder(student, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
