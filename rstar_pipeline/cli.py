@@ -112,7 +112,22 @@ def cmd_run(args) -> int:
     rounds = [int(args.job.split("_")[1])] if args.job.startswith("round_") else list(ROUNDS)
     for r in rounds:
         _print_summary(r, wall if r == rounds[-1] else None)
+    _print_stage_times(args.job)
     return 0
+
+
+def _print_stage_times(job: str) -> None:
+    """Wall time of each step of the job's latest run, from the Dagster instance's event log."""
+    from dagster import DagsterInstance, RunsFilter
+
+    with DagsterInstance.from_config(str(dagster_home())) as instance:
+        records = instance.get_run_records(RunsFilter(job_name=job), limit=1)
+        stats = instance.get_run_step_stats(records[0].dagster_run.run_id) if records else []
+    timed = sorted((s for s in stats if s.start_time and s.end_time), key=lambda s: s.start_time)
+    if timed:
+        print("\nWall time by stage:")
+        for s in timed:
+            print(f"  {s.step_key:28} {s.end_time - s.start_time:8.1f} s")
 
 
 def default_configs(job: str) -> list[Path]:
