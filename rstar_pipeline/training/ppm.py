@@ -116,8 +116,8 @@ def train_ppm(policy_model: str, pairs: list[dict], out_dir: str | Path, config:
     args = TrainingArguments(
         output_dir=str(Path(out_dir) / "_trainer"), max_steps=config.max_steps or -1, num_train_epochs=config.epochs,
         per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.gradient_accumulation,
-        learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler, warmup_steps=config.warmup_ratio, bf16=config.bf16,
-        activation_checkpointing=config.activation_checkpointing,
+        learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler, warmup_steps=config.warmup_ratio,
+        bf16=config.bf16, activation_checkpointing=config.activation_checkpointing,
         logging_steps=max(1, (config.max_steps or 100) // 20), report_to="none", save_strategy="no",
         remove_unused_columns=False, use_cpu=not torch.cuda.is_available(), dataloader_num_workers=0,
         seed=config.seed, disable_tqdm=True)
