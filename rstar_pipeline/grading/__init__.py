@@ -1,7 +1,8 @@
 """Final-answer extraction and equivalence: is a predicted answer one of the accepted answers?
 
-Covers the last-`\\boxed{}` extraction and `is_equivalent` (exact numbers first, then math-verify),
-with bounded time and input size. It never executes the answer text.
+Covers the last-`\\boxed{}` extraction (`extract`), normalisation of answer spellings (`normalize`)
+and `is_equivalent` (strings, then exact numbers, then math-verify and sympy in a worker process that is
+killed on overrun: `verifier`), with bounded time and input size. It never executes the answer text.
 """
 
 from rstar_pipeline.grading.equivalence import GradingConfig, is_equivalent, parse_number

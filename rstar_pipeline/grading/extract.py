@@ -28,12 +28,16 @@ def _boxed_at(text: str, start: int) -> str | None:
             return None
         token = rest[1].split()[0].rstrip(".,;$")
         return token or None
-    depth = 0
-    for j in range(i, len(text)):
+    depth, j = 0, i
+    while j < len(text):
+        if text[j] == "\\":  # an escaped character (\{, \}, \\) is content, not a brace
+            j += 2
+            continue
         if text[j] == "{":
             depth += 1
         elif text[j] == "}":
             depth -= 1
             if depth == 0:
                 return text[i + 1:j].strip()
+        j += 1
     return None  # unbalanced braces: no answer rather than a guess
