@@ -9,6 +9,8 @@
     rstar query checks
     rstar views                            # CREATE VIEW statements for the DuckDB CLI
     rstar summary --round 1
+    rstar eval --model round_2/policy --ppm round_2/ppm --benchmark ../shared/data/eval/math500_test.json \
+               --method greedy best_of_n majority --limit 50
 """
 
 from __future__ import annotations
@@ -73,6 +75,18 @@ def _parser() -> argparse.ArgumentParser:
     summary = sub.add_parser("summary", help="key figures of a round")
     summary.add_argument("--round", type=int, default=1)
     summary.set_defaults(func=cmd_summary)
+
+    ev = sub.add_parser("eval", help="evaluate a policy checkpoint on benchmarks (rows in the evaluations table)")
+    ev.add_argument("--model", required=True, help="policy folder, hub id or round_<r>/policy")
+    ev.add_argument("--ppm", help="PPM folder or round_<r>/ppm (needed by best_of_n)")
+    ev.add_argument("--benchmark", nargs="+", default=["miniworld"], help="'miniworld' or problem files")
+    ev.add_argument("--method", nargs="+", default=["greedy"], help="greedy, best_of_n, majority")
+    ev.add_argument("--limit", type=int, default=0, help="first N problems of each benchmark (0: all)")
+    ev.add_argument("--n", type=int, default=8, help="samples per problem for best_of_n and majority")
+    ev.add_argument("--temperature", type=float, default=0.7)
+    ev.add_argument("--max-tokens", type=int, default=1024)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.set_defaults(func=cmd_eval)
     return p
 
 
@@ -268,6 +282,38 @@ def cmd_views(args) -> int:
 
 def cmd_summary(args) -> int:
     _print_summary(args.round)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from contextlib import closing
+    from dataclasses import asdict
+
+    from rstar_pipeline import checkpoints
+    from rstar_pipeline.evaluation import EvalConfig, evaluate, evaluations_table, load_benchmark, table6
+    from rstar_pipeline.llm.hf import TransformersGenerator, TransformersScorer
+    from rstar_pipeline.sandbox import SandboxConfig, make_sandbox
+    from rstar_pipeline.warehouse.store import Warehouse
+
+    store = Warehouse(store_root())
+    config = EvalConfig(benchmarks=tuple(args.benchmark), methods=tuple(args.method), limit=args.limit, n=args.n,
+                        temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed)
+    policy = checkpoints.resolve(store, args.model)
+    ppm = checkpoints.resolve(store, args.ppm) if args.ppm else None
+    round_no = max(policy.round, 0)
+    generator = TransformersGenerator(policy.path)
+    scorer = TransformersScorer(ppm.path) if ppm else None
+    rows = []
+    with closing(make_sandbox(SandboxConfig())) as sandbox:
+        for spec in config.benchmarks:
+            name, problems = load_benchmark(spec, config)
+            for method, results in evaluate(generator, scorer, problems, config, sandbox).items():
+                shard = f"{name}.{method}" + ("" if round_no else f".{checkpoints.digest(policy.path)[:8]}")
+                table = evaluations_table(round_no, shard, policy.path, name, method, results)
+                store.write("evaluations", table, shard, round_no, {"config": asdict(config)})
+                rows += table.to_pylist()
+    print(table6(rows))
+    print(f"\n{len(rows)} rows in the evaluations table: rstar sql \"select * from evaluations\"")
     return 0
 
 

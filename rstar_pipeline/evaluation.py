@@ -1,15 +1,29 @@
-"""Evaluation of a policy checkpoint. For now: greedy pass@1 on held-out mini-world problems, reported
-with every trained policy. (Benchmark files and search-based methods belong to the evaluation job.)"""
+"""Evaluation of a policy (and its PPM) on benchmarks, as in the paper: greedy pass@1 of the policy
+alone, best-of-N ranked by the PPM, and majority vote over N sampled solutions.
+
+Benchmarks are data: `miniworld` (held-out mini-world problems, split 'test') or any problem file in
+the reference's eval format (JSON list of {index, question, answer}), JSON Lines or Parquet, loaded and
+validated like training problems. Results are rows of the `evaluations` table (one per problem and
+method), a markdown table shaped like the paper's Table 6 and a PNG chart of accuracy by round.
+Not covered yet: MCTS with the PPM as an evaluation method, Hugging Face dataset names as benchmarks.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from contextlib import closing
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import pyarrow as pa
+
+from rstar_pipeline.grading import is_equivalent
+from rstar_pipeline.llm.base import SamplingConfig
 from rstar_pipeline.problemsets import ProblemsConfig, load_problems
 from rstar_pipeline.sandbox import SandboxConfig, make_sandbox
-from rstar_pipeline.search.greedy import solve_greedy
+from rstar_pipeline.search.greedy import solve_greedy, solve_sampled
+
+METHODS = ("greedy", "best_of_n", "majority")
 
 
 @dataclass(frozen=True)
@@ -17,6 +31,139 @@ class HeldoutConfig:
     problems: int = field(default=200, metadata={"help": "held-out mini-world problems (split 'test'); 0 = skip"})
     seed: int = field(default=0, metadata={"help": "held-out problem seed"})
     max_tokens: int = field(default=512, metadata={"help": "longest code block or answer, tokens"})
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    benchmarks: tuple[str, ...] = field(default=("miniworld",), metadata={
+        "help": "'miniworld' (held-out problems) or paths to .json / .jsonl / .parquet problem files"})
+    methods: tuple[str, ...] = field(default=("greedy",), metadata={"help": "greedy, best_of_n, majority"})
+    limit: int = field(default=0, metadata={"help": "first N problems of each benchmark; 0 = all"})
+    miniworld_problems: int = field(default=200, metadata={"help": "size of the mini-world benchmark"})
+    n: int = field(default=8, metadata={"help": "sampled solutions per problem for best_of_n and majority"})
+    temperature: float = field(default=0.7, metadata={"help": "sampling temperature for best_of_n and majority"})
+    max_tokens: int = field(default=1024, metadata={"help": "longest code block or answer, tokens"})
+    seed: int = field(default=0, metadata={"help": "sampling seed and mini-world benchmark seed"})
+
+    def __post_init__(self):
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            raise ValueError(f"evaluation methods must be among {METHODS}, not {unknown or 'none'}")
+        if self.n < 1 or self.limit < 0:
+            raise ValueError("evaluation: n must be >= 1 and limit >= 0")
+
+
+def load_benchmark(spec: str, config: EvalConfig):
+    """(benchmark name, problems) for 'miniworld' or a problem file; a bad file fails naming it."""
+    if spec == "miniworld":
+        problems_config = ProblemsConfig(count=config.miniworld_problems, split="test", seed=config.seed,
+                                         name="miniworld", limit=config.limit)
+    else:
+        if not Path(spec).expanduser().exists():
+            raise FileNotFoundError(f"benchmark file {spec} does not exist")
+        problems_config = ProblemsConfig(source=spec, split="test", limit=config.limit)
+    problems, _ = load_problems(problems_config)
+    return problems_config.name or Path(spec).stem, problems
+
+
+def evaluate(generator, scorer, problems, config: EvalConfig, sandbox) -> dict[str, list[dict]]:
+    """Rows {problem_id, prediction, correct, score} per method, for one policy (and PPM) on problems."""
+    out = {}
+    if "greedy" in config.methods:
+        results = solve_greedy(problems, generator, sandbox, max_tokens=config.max_tokens)
+        out["greedy"] = [_row(r.problem_id, r.prediction, r.is_correct, None) for r in results]
+    sampled_methods = [m for m in config.methods if m != "greedy"]
+    if sampled_methods:
+        sampling = SamplingConfig(n=config.n, temperature=config.temperature, max_tokens=config.max_tokens,
+                                  seed=config.seed)
+        groups = solve_sampled(problems, generator, sandbox, sampling)
+        if "best_of_n" in sampled_methods:
+            if scorer is None:
+                raise ValueError("evaluation method best_of_n needs a PPM (scorer)")
+            out["best_of_n"] = [_best_of_n(p, group, scorer) for p, group in zip(problems, groups)]
+        if "majority" in sampled_methods:
+            out["majority"] = [_majority(group) for group in groups]
+    return out
+
+
+def _row(problem_id, prediction, correct, score) -> dict:
+    return {"problem_id": problem_id, "prediction": prediction, "correct": bool(correct), "score": score}
+
+
+def _best_of_n(problem, group, scorer) -> dict:
+    """The sampled solution whose whole text the PPM scores highest (the paper's best-of-N)."""
+    from rstar_pipeline.steps import load_template
+
+    prompt = load_template("sft").build(problem.question)
+    scores = scorer.score([prompt + r.solution for r in group])
+    best = max(range(len(group)), key=lambda k: scores[k])
+    return _row(problem.problem_id, group[best].prediction, group[best].is_correct, float(scores[best]))
+
+
+def _majority(group) -> dict:
+    """The most frequent answer among the samples, answers counted together when the grader finds
+    them equivalent (1/2 and \\dfrac12); score = its share of the votes. Ties go to the earliest."""
+    clusters: list[list] = []
+    for r in group:
+        if r.prediction:
+            home = next((c for c in clusters if is_equivalent(r.prediction, [c[0].prediction])), None)
+            home.append(r) if home is not None else clusters.append([r])
+    if not clusters:
+        return _row(group[0].problem_id, None, False, 0.0)
+    winner = max(clusters, key=len)
+    return _row(winner[0].problem_id, winner[0].prediction, winner[0].is_correct, len(winner) / len(group))
+
+
+def evaluations_table(round: int, shard: str, model: str, benchmark: str, method: str, rows: list[dict]) -> pa.Table:
+    """`evaluations` rows (see warehouse/schemas.py) for one method's results on one benchmark."""
+    from rstar_pipeline.warehouse.schemas import EVALUATIONS
+
+    return pa.Table.from_pylist([{"round": round, "shard": shard, "benchmark": benchmark, "method": method,
+                                  "model": model, **r} for r in rows], schema=EVALUATIONS)
+
+
+def table6(rows: list[dict]) -> str:
+    """Markdown accuracy table shaped like the paper's Table 6: a row per (round, method), a column per
+    benchmark. `rows` are evaluations rows."""
+    hits, totals = defaultdict(int), defaultdict(int)
+    for r in rows:
+        key = (r["round"], r["method"], r["benchmark"])
+        totals[key] += 1
+        hits[key] += bool(r["correct"])
+    benchmarks = sorted({k[2] for k in totals})
+    lines = ["| round | method | " + " | ".join(benchmarks) + " |", "|---|---|" + "---|" * len(benchmarks)]
+    for rnd, method in sorted({k[:2] for k in totals}, key=lambda k: (k[0], METHODS.index(k[1]))):
+        cells = [f"{100 * hits[(rnd, method, b)] / totals[(rnd, method, b)]:.1f}" if totals[(rnd, method, b)]
+                 else "" for b in benchmarks]
+        lines.append(f"| {rnd} | {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def accuracy_chart(rows: list[dict], path: str | Path) -> Path:
+    """A PNG of accuracy by round, one line per (method, benchmark). `rows` are evaluations rows."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    hits, totals = defaultdict(int), defaultdict(int)
+    for r in rows:
+        key = (r["method"], r["benchmark"], r["round"])
+        totals[key] += 1
+        hits[key] += bool(r["correct"])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for method, benchmark in sorted({k[:2] for k in totals}):
+        rounds = sorted(k[2] for k in totals if k[:2] == (method, benchmark))
+        ax.plot(rounds, [100 * hits[(method, benchmark, r)] / totals[(method, benchmark, r)] for r in rounds],
+                marker="o", label=f"{method} · {benchmark}")
+    ax.set(xlabel="round", ylabel="accuracy (%)", title="Accuracy by round and method")
+    ax.set_xticks(sorted({k[2] for k in totals}))
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
 
 
 def heldout_accuracy(model_path: str, config: HeldoutConfig) -> dict:

@@ -124,3 +124,23 @@ def test_rerun_keeps_trained_models(evolved, monkeypatch):
     assert result.success
     after = query(store, "SELECT kind, identity, created_at FROM checkpoints WHERE round = 4 ORDER BY kind").to_pylist()
     assert after == before  # same identities, and not written again
+
+
+def test_evaluate_job_tables_every_finished_round(evolved, monkeypatch):
+    """`evaluate` on the evolved store: rows for rounds 1-4 in the evaluations table, and the Table-6
+    markdown and the chart in the asset metadata."""
+    store, _ = evolved
+    monkeypatch.setenv("RSTAR_STORE", str(store.root))
+    config = {"benchmarks": ["miniworld"], "methods": ["greedy", "best_of_n", "majority"], "miniworld_problems": 3,
+              "n": 2, "max_tokens": 32}
+    result = defs.resolve_job_def("evaluate").execute_in_process(
+        run_config={"ops": {f"round_{r}__eval": {"config": config} for r in (1, 2, 3, 4)}, **LOGS},
+        instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    assert result.success, [str(e.step_failure_data.error) for e in result.all_events if e.is_step_failure]
+    rows = query(store, "SELECT round, method, count(*) AS n FROM evaluations GROUP BY ALL ORDER BY ALL").to_pylist()
+    assert rows == [{"round": r, "method": m, "n": 3} for r in (1, 2, 3, 4)
+                    for m in ("best_of_n", "greedy", "majority")]
+    metadata = result.asset_materializations_for_node("round_4__eval")[0].metadata
+    table = metadata["table6"].value
+    assert table.splitlines()[0] == "| round | method | miniworld |" and "| 4 | majority |" in table
+    assert metadata["chart"].value.endswith(".png") and metadata["chart_preview"].value.startswith("![")

@@ -1,10 +1,11 @@
-"""Greedy solving without search: the policy writes its whole code block, the sandbox runs it, the
-policy reads the output and writes the answer (the reference's `sft_eval_greedy`: stops at
-<end_of_code> and <end_of_answer>). Batched over problems: one generate call per phase."""
+"""Solving without search: the policy writes its whole code block, the sandbox runs it, the policy
+reads the output and writes the answer (the reference's `sft_eval_greedy`: stops at <end_of_code> and
+<end_of_answer>). Greedy (one solution) or sampled (n solutions per problem, for best-of-N and
+majority vote). Batched over problems and samples: one generate call per phase."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 from rstar_pipeline.grading import extract_boxed, is_equivalent
@@ -17,28 +18,39 @@ from rstar_pipeline.steps import ANSWER_END, CODE_END, load_template, output_blo
 @dataclass(frozen=True)
 class GreedyResult:
     problem_id: str
-    solution: str
+    solution: str  # the policy's text after the prompt: code, output and answer
     prediction: str | None
     is_correct: bool
 
 
 def solve_greedy(problems: Sequence[Problem], generator: Generator, sandbox: Sandbox, template: str = "sft",
                  max_tokens: int = 1024, grader: Callable = is_equivalent) -> list[GreedyResult]:
+    sampling = SamplingConfig(n=1, temperature=0.0, max_tokens=max_tokens)
+    return [group[0] for group in solve_sampled(problems, generator, sandbox, sampling, template, grader)]
+
+
+def solve_sampled(problems: Sequence[Problem], generator: Generator, sandbox: Sandbox, sampling: SamplingConfig,
+                  template: str = "sft", grader: Callable = is_equivalent) -> list[list[GreedyResult]]:
+    """`sampling.n` whole solutions per problem: code sampled with `sampling`, answers written greedily."""
     tpl = load_template(template)
-    sampling = SamplingConfig(n=1, temperature=0.0, max_tokens=max_tokens, stop=(CODE_END, ANSWER_END))
-    code = [c[0] for c in generator.generate([tpl.build(p.question) for p in problems], sampling)]
-    texts = [c.text + (c.stop or "") for c in code]
-    needs_run = [i for i, c in enumerate(code) if c.stop == CODE_END]
+    code_sampling = replace(sampling, stop=(CODE_END, ANSWER_END))
+    codes = generator.generate([tpl.build(p.question) for p in problems], code_sampling)
+    flat = [(p, c) for p, group in zip(problems, codes) for c in group]
+    texts = [c.text + (c.stop or "") for _, c in flat]
+    needs_run = [i for i, (_, c) in enumerate(flat) if c.stop == CODE_END]
     results = sandbox.run([step_code(texts[i]) for i in needs_run]) if needs_run else []
     for i, r in zip(needs_run, results):
         texts[i] += output_block(r.stdout if r.ok else r.error_message)
-    answers = [c[0] for c in generator.generate([tpl.build(p.question, t) for p, t in zip(problems, texts)], sampling)]
+    pending = [i for i, t in enumerate(texts) if needs_answer(t)]
+    answer_sampling = replace(code_sampling, n=1, temperature=0.0)
+    answers = generator.generate([tpl.build(flat[i][0].question, texts[i]) for i in pending], answer_sampling)
+    for i, a in zip(pending, answers):
+        texts[i] += a[0].text + (a[0].stop or "")
     out = []
-    for p, text, a in zip(problems, texts, answers):
-        solution = text + a.text + (a.stop or "") if needs_answer(text) else text
-        prediction = extract_boxed(solution)
-        out.append(GreedyResult(p.problem_id, solution, prediction, bool(grader(prediction, p.answers))))
-    return out
+    for (p, _), text in zip(flat, texts):
+        prediction = extract_boxed(text)
+        out.append(GreedyResult(p.problem_id, text, prediction, bool(grader(prediction, p.answers))))
+    return [out[k * sampling.n:(k + 1) * sampling.n] for k in range(len(problems))]
 
 
 def needs_answer(text: str) -> bool:

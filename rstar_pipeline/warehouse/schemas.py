@@ -2,8 +2,9 @@
 
 Keys: problems (problem_id); tree_nodes (round, problem_id, node_id); trajectories (round,
 problem_id, leaf_node_id); preference_pairs (round, problem_id, kind, prefix_node_id,
-chosen_node_id, rejected_node_id); checkpoints (round, kind). Every round table also carries `shard`,
-its storage partition (for checkpoints, the kind).
+chosen_node_id, rejected_node_id); checkpoints (round, kind); evaluations (round, benchmark, method,
+model, problem_id). Every round table also carries `shard`, its storage partition (for checkpoints,
+the kind; for evaluations, benchmark.method).
 """
 
 import pyarrow as pa
@@ -105,6 +106,18 @@ CHECKPOINTS = pa.schema([
     ("created_at", pa.string()),
 ])
 
+EVALUATIONS = pa.schema([
+    ("round", pa.int32()),  # the round whose policy (and PPM) was evaluated; 0 for any other checkpoint
+    ("shard", pa.string()),  # the partition: benchmark.method (plus the model's digest when round is 0)
+    ("benchmark", pa.string()),
+    ("method", pa.string()),  # greedy, best_of_n, majority
+    ("model", pa.string()),  # the policy checkpoint folder
+    ("problem_id", pa.string()),
+    ("prediction", pa.string()),  # the extracted answer, null when there was none
+    ("correct", pa.bool_()),
+    ("score", pa.float64()),  # best_of_n: the PPM score of the chosen solution; majority: its vote share
+])
+
 TABLES = {
     "problems": PROBLEMS,
     "rejected_problems": REJECTED_PROBLEMS,
@@ -112,5 +125,6 @@ TABLES = {
     "trajectories": TRAJECTORIES,
     "preference_pairs": PREFERENCE_PAIRS,
     "checkpoints": CHECKPOINTS,
+    "evaluations": EVALUATIONS,
 }
-ROUND_TABLES = ("tree_nodes", "trajectories", "preference_pairs", "checkpoints")
+ROUND_TABLES = ("tree_nodes", "trajectories", "preference_pairs", "checkpoints", "evaluations")

@@ -1,0 +1,73 @@
+"""The `round_r/eval` assets and the `evaluate` job: each finished round's policy (and PPM) on the
+configured benchmarks and methods, rows in the `evaluations` table, and in the metadata the Table-6
+markdown over every evaluated round and a PNG chart of accuracy by round. A round whose policy is not
+trained yet is skipped, so `evaluate` can run at any point of the self-evolution."""
+
+import base64
+from dataclasses import asdict, replace
+
+from dagster import (AssetExecutionContext, AssetKey, AssetSelection, MaterializeResult, MetadataValue, asset,
+                     define_asset_job)
+
+from rstar_pipeline import checkpoints
+from rstar_pipeline.assets.config import dagster_config, to_core
+from rstar_pipeline.assets.resources import WarehouseResource
+from rstar_pipeline.evaluation import EvalConfig, accuracy_chart, evaluate, evaluations_table, load_benchmark, table6
+from rstar_pipeline.schedule import ROUNDS, policy_ref
+from rstar_pipeline.warehouse.views import query
+
+EvalRunConfig = dagster_config(EvalConfig)
+
+
+def eval_asset(r: int):
+    @asset(key=AssetKey([f"round_{r}", "eval"]), group_name="evaluation", kinds={"parquet"},
+           deps=[AssetKey([f"round_{r}", "policy"]), AssetKey([f"round_{r}", "ppm"])])
+    def round_eval(context: AssetExecutionContext, config: EvalRunConfig, warehouse: WarehouseResource):
+        """Round r's policy (and PPM) on the benchmarks: greedy, best-of-N by the PPM, majority vote."""
+        from contextlib import closing
+
+        from rstar_pipeline.llm.hf import TransformersGenerator, TransformersScorer
+        from rstar_pipeline.sandbox import SandboxConfig, make_sandbox
+
+        store, cfg = warehouse.store(), to_core(config, EvalConfig)
+        policy, ppm = checkpoints.read(store, r, "policy"), checkpoints.read(store, r, "ppm")
+        if policy is None:
+            context.log.info(f"round {r}: no policy yet, nothing to evaluate")
+            return MaterializeResult(metadata={"skipped": f"{policy_ref(r)} is not trained yet"})
+        generator = TransformersGenerator(policy.path)
+        scorer = TransformersScorer(ppm.path) if ppm else None
+        accuracy = {}
+        with closing(make_sandbox(SandboxConfig())) as sandbox:
+            for spec in cfg.benchmarks:
+                name, problems = load_benchmark(spec, cfg)
+                for method, rows in evaluate(generator, scorer, problems, _without_ppm(cfg, scorer), sandbox).items():
+                    shard = f"{name}.{method}"
+                    store.write("evaluations", evaluations_table(r, shard, policy.path, name, method, rows), shard, r,
+                                {"config": asdict(cfg), "policy": policy.identity,
+                                 "ppm": ppm.identity if ppm else None})
+                    accuracy[f"{method}/{name}"] = round(sum(x["correct"] for x in rows) / max(len(rows), 1), 4)
+        every = query(store, "SELECT round, benchmark, method, correct FROM evaluations").to_pylist()
+        chart = accuracy_chart(every, store.root / "reports" / "accuracy_by_round.png")
+        image = base64.b64encode(chart.read_bytes()).decode()
+        return MaterializeResult(metadata={
+            **accuracy, "policy": MetadataValue.path(policy.path), "ppm": ppm.path if ppm else "none",
+            "table6": MetadataValue.md(table6(every)), "chart": MetadataValue.path(str(chart)),
+            "chart_preview": MetadataValue.md(f"![accuracy by round](data:image/png;base64,{image})"),
+            "config": MetadataValue.json(asdict(cfg))})
+
+    return round_eval
+
+
+def _without_ppm(cfg: EvalConfig, scorer) -> EvalConfig:
+    """best_of_n needs a PPM: without one, the other methods still run."""
+    if scorer is not None or "best_of_n" not in cfg.methods:
+        return cfg
+    return replace(cfg, methods=tuple(m for m in cfg.methods if m != "best_of_n") or ("greedy",))
+
+
+EVAL_ASSETS = [eval_asset(r) for r in ROUNDS]
+
+
+def evaluate_job():
+    return define_asset_job("evaluate", selection=AssetSelection.assets(*EVAL_ASSETS),
+                            description="Every finished round's policy and PPM on the configured benchmarks.")

@@ -1,0 +1,98 @@
+"""Evaluation methods (greedy, best-of-N by the PPM, majority vote) on a tiny policy, benchmarks from
+the mini world and from the real eval files, the Table-6 markdown, and `rstar eval` writing the
+evaluations table."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rstar_pipeline.evaluation import EvalConfig, _best_of_n, _majority, evaluate, load_benchmark, table6
+from rstar_pipeline.llm.hf import TransformersGenerator
+from rstar_pipeline.problemsets import Problem
+from rstar_pipeline.sandbox import SandboxConfig, make_sandbox
+from rstar_pipeline.search.greedy import GreedyResult
+from rstar_pipeline.warehouse.store import Warehouse
+from rstar_pipeline.warehouse.views import query
+from shared_data import SHARED_DATA, needs_shared
+
+GSM8K = SHARED_DATA / "eval" / "gsm8k_test.json"
+
+
+def result(prediction, correct, pid="p"):
+    return GreedyResult(pid, f"... \\boxed{{{prediction}}}", prediction, correct)
+
+
+def test_majority_takes_the_most_frequent_answer_in_any_spelling():
+    group = [result("\\frac{1}{2}", True), result("3", False), result("\\dfrac12", True), result(None, False)]
+    row = _majority(group)
+    assert row["prediction"] == "\\frac{1}{2}" and row["correct"] and row["score"] == 0.5
+    assert _majority([result(None, False)])["prediction"] is None
+
+
+class FixedScorer:
+    """A stand-in PPM that prefers solutions containing a given text (scores are what is tested)."""
+
+    def __init__(self, liked: str):
+        self.liked = liked
+
+    def score(self, prefixes):
+        return [0.9 if self.liked in p else -0.5 for p in prefixes]
+
+
+def test_best_of_n_picks_the_solution_the_ppm_scores_highest():
+    problem = Problem("p", "test", "test", "What is 1+1?", ("2",))
+    group = [result("3", False), result("2", True), result("4", False)]
+    row = _best_of_n(problem, group, FixedScorer("{2}"))
+    assert (row["prediction"], row["correct"], row["score"]) == ("2", True, 0.9)
+    row = _best_of_n(problem, group, FixedScorer("{4}"))
+    assert (row["prediction"], row["correct"]) == ("4", False)
+
+
+def test_table6_has_a_row_per_round_and_method_and_a_column_per_benchmark():
+    rows = [{"round": r, "method": m, "benchmark": b, "correct": c} for r, m, b, c in [
+        (1, "greedy", "gsm8k", True), (1, "greedy", "gsm8k", False), (1, "greedy", "math500", True),
+        (2, "greedy", "gsm8k", True), (2, "majority", "gsm8k", False)]]
+    assert table6(rows).splitlines() == [
+        "| round | method | gsm8k | math500 |", "|---|---|---|---|",
+        "| 1 | greedy | 50.0 | 100.0 |", "| 2 | greedy | 100.0 |  |", "| 2 | majority | 0.0 |  |"]
+
+
+def test_unknown_method_and_missing_file_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="methods must be among"):
+        EvalConfig(methods=("beam",))
+    with pytest.raises(FileNotFoundError, match="nope.json"):
+        load_benchmark(str(tmp_path / "nope.json"), EvalConfig())
+
+
+@needs_shared
+def test_every_method_on_the_mini_world_and_a_real_benchmark(tiny_policy):
+    """One row per problem and method, predictions as extracted, on mini-world and GSM8K problems."""
+    config = EvalConfig(methods=("greedy", "best_of_n", "majority"), limit=3, n=2, max_tokens=48,
+                        miniworld_problems=3)
+    generator = TransformersGenerator(tiny_policy, device="cpu")
+    scorer = FixedScorer("apples")
+    with make_sandbox(SandboxConfig(preload=("math",), workers=1)) as sandbox:
+        for spec, expected_name in (("miniworld", "miniworld"), (str(GSM8K), "gsm8k_test")):
+            name, problems = load_benchmark(spec, config)
+            assert name == expected_name and len(problems) == 3
+            out = evaluate(generator, scorer, problems, config, sandbox)
+            assert set(out) == {"greedy", "best_of_n", "majority"}
+            for rows in out.values():
+                assert [r["problem_id"] for r in rows] == [p.problem_id for p in problems]
+                assert all(isinstance(r["correct"], bool) for r in rows)
+
+
+@needs_shared
+def test_rstar_eval_writes_the_evaluations_table(tiny_policy, tmp_path):
+    env = {**os.environ, "RSTAR_STORE": str(tmp_path / "store")}
+    cmd = [sys.executable, "-m", "rstar_pipeline.cli", "eval", "--model", tiny_policy, "--benchmark", "miniworld",
+           str(GSM8K), "--method", "greedy", "majority", "--limit", "2", "--n", "2", "--max-tokens", "32"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "| round | method | gsm8k_test | miniworld |" in out.stdout
+    rows = query(Warehouse(tmp_path / "store"), "SELECT benchmark, method, count(*) AS n FROM evaluations "
+                                               "GROUP BY ALL ORDER BY ALL").to_pylist()
+    assert rows == [{"benchmark": b, "method": m, "n": 2} for b in ("gsm8k_test", "miniworld")
+                    for m in ("greedy", "majority")]
