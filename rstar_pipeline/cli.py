@@ -10,7 +10,7 @@
     rstar views                            # CREATE VIEW statements for the DuckDB CLI
     rstar summary --round 1
     rstar eval --model round_2/policy --ppm round_2/ppm --benchmark ../shared/data/eval/math500_test.json \
-               --method greedy best_of_n majority --limit 50
+               --method greedy best_of_n majority mcts --limit 50
 """
 
 from __future__ import annotations
@@ -80,9 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", required=True, help="policy folder, hub id or round_<r>/policy")
     ev.add_argument("--ppm", help="PPM folder or round_<r>/ppm (needed by best_of_n)")
     ev.add_argument("--benchmark", nargs="+", default=["miniworld"], help="'miniworld' or problem files")
-    ev.add_argument("--method", nargs="+", default=["greedy"], help="greedy, best_of_n, majority")
+    ev.add_argument("--method", nargs="+", default=["greedy"], help="greedy, best_of_n, majority, mcts")
     ev.add_argument("--limit", type=int, default=0, help="first N problems of each benchmark (0: all)")
     ev.add_argument("--n", type=int, default=8, help="samples per problem for best_of_n and majority")
+    ev.add_argument("--mcts-rollouts", type=int, default=8, help="rollouts per problem for mcts")
     ev.add_argument("--temperature", type=float, default=0.7)
     ev.add_argument("--max-tokens", type=int, default=1024)
     ev.add_argument("--seed", type=int, default=0)
@@ -297,7 +298,8 @@ def cmd_eval(args) -> int:
 
     store = Warehouse(store_root())
     config = EvalConfig(benchmarks=tuple(args.benchmark), methods=tuple(args.method), limit=args.limit, n=args.n,
-                        temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed)
+                        temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed,
+                        mcts_rollouts=args.mcts_rollouts)
     policy = checkpoints.resolve(store, args.model)
     ppm = checkpoints.resolve(store, args.ppm) if args.ppm else None
     round_no = max(policy.round, 0)

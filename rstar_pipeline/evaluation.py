@@ -1,11 +1,12 @@
 """Evaluation of a policy (and its PPM) on benchmarks, as in the paper: greedy pass@1 of the policy
-alone, best-of-N ranked by the PPM, and majority vote over N sampled solutions.
+alone, best-of-N ranked by the PPM, majority vote over N sampled solutions, and MCTS with the PPM
+(no ground truth: the answer node with the highest Q).
 
 Benchmarks are data: `miniworld` (held-out mini-world problems, split 'test') or any problem file in
 the reference's eval format (JSON list of {index, question, answer}), JSON Lines or Parquet, loaded and
 validated like training problems. Results are rows of the `evaluations` table (one per problem and
 method), a markdown table shaped like the paper's Table 6 and a PNG chart of accuracy by round.
-Not covered yet: MCTS with the PPM as an evaluation method, Hugging Face dataset names as benchmarks.
+Not covered yet: Hugging Face dataset names as benchmarks (files only here: no hub access).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from rstar_pipeline.problemsets import ProblemsConfig, load_problems
 from rstar_pipeline.sandbox import SandboxConfig, make_sandbox
 from rstar_pipeline.search.greedy import solve_greedy, solve_sampled
 
-METHODS = ("greedy", "best_of_n", "majority")
+METHODS = ("greedy", "best_of_n", "majority", "mcts")
 
 
 @dataclass(frozen=True)
@@ -37,12 +38,14 @@ class HeldoutConfig:
 class EvalConfig:
     benchmarks: tuple[str, ...] = field(default=("miniworld",), metadata={
         "help": "'miniworld' (held-out problems) or paths to .json / .jsonl / .parquet problem files"})
-    methods: tuple[str, ...] = field(default=("greedy",), metadata={"help": "greedy, best_of_n, majority"})
+    methods: tuple[str, ...] = field(default=("greedy",), metadata={"help": "greedy, best_of_n, majority, mcts"})
     limit: int = field(default=0, metadata={"help": "first N problems of each benchmark; 0 = all"})
     miniworld_problems: int = field(default=200, metadata={"help": "size of the mini-world benchmark"})
     n: int = field(default=8, metadata={"help": "sampled solutions per problem for best_of_n and majority"})
     temperature: float = field(default=0.7, metadata={"help": "sampling temperature for best_of_n and majority"})
     max_tokens: int = field(default=1024, metadata={"help": "longest code block or answer, tokens"})
+    mcts_rollouts: int = field(default=8, metadata={"help": "mcts: rollouts per problem (paper: 8 to 64)"})
+    mcts_samples: int = field(default=4, metadata={"help": "mcts: children per expansion"})
     seed: int = field(default=0, metadata={"help": "sampling seed and mini-world benchmark seed"})
 
     def __post_init__(self):
@@ -72,7 +75,11 @@ def evaluate(generator, scorer, problems, config: EvalConfig, sandbox) -> dict[s
     if "greedy" in config.methods:
         results = solve_greedy(problems, generator, sandbox, max_tokens=config.max_tokens)
         out["greedy"] = [_row(r.problem_id, r.prediction, r.is_correct, None) for r in results]
-    sampled_methods = [m for m in config.methods if m != "greedy"]
+    if "mcts" in config.methods:
+        if scorer is None:
+            raise ValueError("evaluation method mcts needs a PPM (scorer)")
+        out["mcts"] = _mcts(problems, generator, scorer, sandbox, config)
+    sampled_methods = [m for m in config.methods if m in ("best_of_n", "majority")]
     if sampled_methods:
         sampling = SamplingConfig(n=config.n, temperature=config.temperature, max_tokens=config.max_tokens,
                                   seed=config.seed)
@@ -112,6 +119,29 @@ def _majority(group) -> dict:
         return _row(group[0].problem_id, None, False, 0.0)
     winner = max(clusters, key=len)
     return _row(winner[0].problem_id, winner[0].prediction, winner[0].is_correct, len(winner) / len(group))
+
+
+def _mcts(problems, generator, scorer, sandbox, config: EvalConfig) -> list[dict]:
+    """MCTS with the PPM and no ground truth (every new step, answers included, is valued by the PPM);
+    the prediction is the answer node with the highest Q, as in the paper."""
+    from rstar_pipeline.search.config import SearchConfig
+    from rstar_pipeline.search.mcts import run_search
+    from rstar_pipeline.search.tree import Terminal
+
+    search = SearchConfig(rollouts=config.mcts_rollouts, n_samples=config.mcts_samples, template="sft",
+                          temperature=1.0, errors_threshold=1, ppm_init=True, max_tokens=config.max_tokens,
+                          seed=config.seed)
+    trees, _ = run_search(problems, generator, sandbox, search, scorer=scorer, grader=None)
+    rows = []
+    for problem, tree in zip(problems, trees):
+        answers = [n for n in tree.nodes if n.terminal == Terminal.ANSWER and n.final_answer]
+        if not answers:
+            rows.append(_row(problem.problem_id, None, False, None))
+            continue
+        best = max(answers, key=lambda n: n.q)
+        rows.append(_row(problem.problem_id, best.final_answer, is_equivalent(best.final_answer, problem.answers),
+                         best.q))
+    return rows
 
 
 def evaluations_table(round: int, shard: str, model: str, benchmark: str, method: str, rows: list[dict]) -> pa.Table:

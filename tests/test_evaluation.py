@@ -32,7 +32,7 @@ def test_majority_takes_the_most_frequent_answer_in_any_spelling():
 
 
 class FixedScorer:
-    """A stand-in PPM that prefers solutions containing a given text (scores are what is tested)."""
+    """A stand-in PPM (named as such) that prefers solutions containing a given text."""
 
     def __init__(self, liked: str):
         self.liked = liked
@@ -69,8 +69,8 @@ def test_unknown_method_and_missing_file_are_clear_errors(tmp_path):
 @needs_shared
 def test_every_method_on_the_mini_world_and_a_real_benchmark(tiny_policy):
     """One row per problem and method, predictions as extracted, on mini-world and GSM8K problems."""
-    config = EvalConfig(methods=("greedy", "best_of_n", "majority"), limit=3, n=2, max_tokens=48,
-                        miniworld_problems=3)
+    config = EvalConfig(methods=("greedy", "best_of_n", "majority", "mcts"), limit=3, n=2, max_tokens=48,
+                        miniworld_problems=3, mcts_rollouts=2, mcts_samples=2)
     generator = TransformersGenerator(tiny_policy, device="cpu")
     scorer = FixedScorer("apples")
     with make_sandbox(SandboxConfig(preload=("math",), workers=1)) as sandbox:
@@ -78,7 +78,7 @@ def test_every_method_on_the_mini_world_and_a_real_benchmark(tiny_policy):
             name, problems = load_benchmark(spec, config)
             assert name == expected_name and len(problems) == 3
             out = evaluate(generator, scorer, problems, config, sandbox)
-            assert set(out) == {"greedy", "best_of_n", "majority"}
+            assert set(out) == {"greedy", "best_of_n", "majority", "mcts"}
             for rows in out.values():
                 assert [r["problem_id"] for r in rows] == [p.problem_id for p in problems]
                 assert all(isinstance(r["correct"], bool) for r in rows)

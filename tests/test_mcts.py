@@ -181,6 +181,21 @@ def test_ppm_init_q_values(sandbox):
     assert scorer.calls == [2, 1]  # answers are terminals: never scored
 
 
+def test_search_without_ground_truth_values_answers_by_the_ppm(sandbox):
+    """Evaluation search (grader=None): an answer is valued by its PPM score, not by the reference, so
+    the wrong answer 6 can win when the PPM prefers it; is_correct stays unset."""
+    scorer = FixedScorer({A: 0.1, B: 0.2, PRINT + out(5): 0.1, PRINT + out(6): 0.2, ans(5): -0.6, ans(6): 0.7})
+    config = SearchConfig(template="sft", n_samples=2, rollouts=4, ppm_init=True)
+    (tree,), _ = run_search([problem("5")], ScriptedGenerator(TWO_BRANCHES), sandbox, config, scorer=scorer,
+                            grader=None)
+    answers = {n.final_answer: n for n in tree.nodes if n.terminal == Terminal.ANSWER}
+    assert {a: (n.ppm_score, n.q, n.is_correct) for a, n in answers.items()} == {
+        "5": (-0.6, -0.6, None), "6": (0.7, 0.7, None)}
+    assert max(answers.values(), key=lambda n: n.q).final_answer == "6"
+    with pytest.raises(ValueError, match="ground truth"):
+        run_search([problem()], ScriptedGenerator(TWO_BRANCHES), sandbox, SearchConfig(template="sft"), grader=None)
+
+
 def test_ppm_init_needs_a_scorer(sandbox):
     """ppm_init without a scorer is a configuration error, not a silent fallback."""
     with pytest.raises(ValueError, match="PPM scorer"):

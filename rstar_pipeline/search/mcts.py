@@ -50,14 +50,18 @@ class SearchStats:
 
 
 def run_search(problems: Sequence[Problem], generator: Generator, sandbox: Sandbox, config: SearchConfig,
-               scorer: PPMScorer | None = None, grader: Grader = is_equivalent,
+               scorer: PPMScorer | None = None, grader: Grader | None = is_equivalent,
                exec_timeout_s: float | None = None, rollouts: Sequence[int] | None = None
                ) -> tuple[list[Tree], SearchStats]:
     """Search every problem in lock-step; returns one tree per problem and the run's statistics.
 
-    `rollouts` gives each problem its own rollout budget (default: `config.rollouts` for all)."""
+    `rollouts` gives each problem its own rollout budget (default: `config.rollouts` for all).
+    `grader=None` searches without ground truth (evaluation): an answer step is valued by the PPM,
+    not by comparison with the problem's answers, and `is_correct` stays unset."""
     if config.ppm_init and scorer is None:
         raise ValueError("search: ppm_init is on but no PPM scorer was given")
+    if grader is None and not config.ppm_init:
+        raise ValueError("search without ground truth (grader=None) values answers by the PPM: set ppm_init")
     search = _Search(generator, sandbox, config, scorer, grader, exec_timeout_s)
     start = time.perf_counter()
     trees = [Tree(p) for p in problems]
@@ -171,6 +175,8 @@ class _Search:
         if step.kind is StepKind.ANSWER:
             child = tree.add_child(parent, kind=step.kind.value, text=step.text, rollout=rollout,
                                    terminal=Terminal.ANSWER, final_answer=step.answer)
+            if self.grader is None:
+                return child  # no ground truth: the PPM values it (_init_values)
             child.is_correct = bool(self.grader(step.answer, tree.problem.answers))
             tree.backup(child, 1.0 if child.is_correct else -1.0)
             return child
@@ -200,12 +206,16 @@ class _Search:
         """PPM-augmented Q: every new non-terminal step starts with one visit worth its PPM score."""
         if not self.config.ppm_init:
             return
-        fresh = [(t, n) for t, n in new if not n.is_terminal]
+        unjudged = self.grader is None  # answers without ground truth are valued by the PPM as well
+        fresh = [(t, n) for t, n in new if not n.is_terminal or (unjudged and n.terminal == Terminal.ANSWER)]
         if not fresh:
             return
         t0 = time.perf_counter()
         scores = self.scorer.score([self.template.build(t.problem.question, t.solution_text(n)) for t, n in fresh])
         self.stats.score_s += time.perf_counter() - t0
-        for (_, node), score in zip(fresh, scores):
+        for (tree, node), score in zip(fresh, scores):
             node.ppm_score = float(score)
-            node.update(float(score))
+            if node.is_terminal:
+                tree.backup(node, float(score))  # an answer's PPM value goes up to the root
+            else:
+                node.update(float(score))
