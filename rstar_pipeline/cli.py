@@ -287,13 +287,8 @@ def cmd_summary(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from contextlib import closing
-    from dataclasses import asdict
-
     from rstar_pipeline import checkpoints
-    from rstar_pipeline.evaluation import EvalConfig, evaluate, evaluations_table, load_benchmark, table6
-    from rstar_pipeline.llm.hf import TransformersGenerator, TransformersScorer
-    from rstar_pipeline.sandbox import SandboxConfig, make_sandbox
+    from rstar_pipeline.evaluation import EvalConfig, evaluate_checkpoint, table6
     from rstar_pipeline.warehouse.store import Warehouse
 
     store = Warehouse(store_root())
@@ -302,18 +297,7 @@ def cmd_eval(args) -> int:
                         mcts_rollouts=args.mcts_rollouts)
     policy = checkpoints.resolve(store, args.model)
     ppm = checkpoints.resolve(store, args.ppm) if args.ppm else None
-    round_no = max(policy.round, 0)
-    generator = TransformersGenerator(policy.path)
-    scorer = TransformersScorer(ppm.path) if ppm else None
-    rows = []
-    with closing(make_sandbox(SandboxConfig())) as sandbox:
-        for spec in config.benchmarks:
-            name, problems = load_benchmark(spec, config)
-            for method, results in evaluate(generator, scorer, problems, config, sandbox).items():
-                shard = f"{name}.{method}" + ("" if round_no else f".{checkpoints.digest(policy.path)[:8]}")
-                table = evaluations_table(round_no, shard, policy.path, name, method, results)
-                store.write("evaluations", table, shard, round_no, {"config": asdict(config)})
-                rows += table.to_pylist()
+    rows = evaluate_checkpoint(store, max(policy.round, 0), policy, ppm, config)
     print(table6(rows))
     print(f"\n{len(rows)} rows in the evaluations table: rstar sql \"select * from evaluations\"")
     return 0

@@ -152,6 +152,33 @@ def evaluations_table(round: int, shard: str, model: str, benchmark: str, method
                                   "model": model, **r} for r in rows], schema=EVALUATIONS)
 
 
+def evaluate_checkpoint(store, round: int, policy, ppm, config: EvalConfig) -> list[dict]:
+    """Evaluate a policy `Checkpoint` (and PPM, or None) on every configured benchmark and method, write
+    the rows to the `evaluations` table (round 0: any checkpoint, told apart by its path's digest) and
+    return them. best_of_n and mcts are left out when there is no PPM."""
+    from dataclasses import asdict, replace
+
+    from rstar_pipeline.checkpoints import digest
+    from rstar_pipeline.llm.hf import TransformersGenerator, TransformersScorer
+
+    generator = TransformersGenerator(policy.path)
+    scorer = TransformersScorer(ppm.path) if ppm else None
+    if scorer is None:
+        without_ppm = tuple(m for m in config.methods if m in ("greedy", "majority"))
+        config = replace(config, methods=without_ppm or ("greedy",))
+    written = []
+    with closing(make_sandbox(SandboxConfig())) as sandbox:
+        for spec in config.benchmarks:
+            name, problems = load_benchmark(spec, config)
+            for method, rows in evaluate(generator, scorer, problems, config, sandbox).items():
+                shard = f"{name}.{method}" + ("" if round else f".{digest(policy.path)[:8]}")
+                table = evaluations_table(round, shard, policy.path, name, method, rows)
+                store.write("evaluations", table, shard, round, {"config": asdict(config), "policy": policy.identity,
+                                                                 "ppm": ppm.identity if ppm else None})
+                written += table.to_pylist()
+    return written
+
+
 def table6(rows: list[dict]) -> str:
     """Markdown accuracy table shaped like the paper's Table 6: a row per (round, method), a column per
     benchmark. `rows` are evaluations rows."""

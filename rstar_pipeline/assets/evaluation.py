@@ -4,7 +4,8 @@ markdown over every evaluated round and a PNG chart of accuracy by round. A roun
 trained yet is skipped, so `evaluate` can run at any point of the self-evolution."""
 
 import base64
-from dataclasses import asdict, replace
+from collections import defaultdict
+from dataclasses import asdict
 
 from dagster import (AssetExecutionContext, AssetKey, AssetSelection, MaterializeResult, MetadataValue, asset,
                      define_asset_job)
@@ -12,7 +13,7 @@ from dagster import (AssetExecutionContext, AssetKey, AssetSelection, Materializ
 from rstar_pipeline import checkpoints
 from rstar_pipeline.assets.config import dagster_config, to_core
 from rstar_pipeline.assets.resources import WarehouseResource
-from rstar_pipeline.evaluation import EvalConfig, accuracy_chart, evaluate, evaluations_table, load_benchmark, table6
+from rstar_pipeline.evaluation import EvalConfig, accuracy_chart, evaluate_checkpoint, table6
 from rstar_pipeline.schedule import ROUNDS, policy_ref
 from rstar_pipeline.warehouse.views import query
 
@@ -23,30 +24,19 @@ def eval_asset(r: int):
     @asset(key=AssetKey([f"round_{r}", "eval"]), group_name="evaluation", kinds={"parquet"},
            deps=[AssetKey([f"round_{r}", "policy"]), AssetKey([f"round_{r}", "ppm"])])
     def round_eval(context: AssetExecutionContext, config: EvalRunConfig, warehouse: WarehouseResource):
-        """Round r's policy (and PPM) on the benchmarks: greedy, best-of-N by the PPM, majority vote."""
-        from contextlib import closing
-
-        from rstar_pipeline.llm.hf import TransformersGenerator, TransformersScorer
-        from rstar_pipeline.sandbox import SandboxConfig, make_sandbox
-
+        """Round r's policy (and PPM) on the benchmarks: greedy, best-of-N by the PPM, majority vote, MCTS."""
         store, cfg = warehouse.store(), to_core(config, EvalConfig)
         policy, ppm = checkpoints.read(store, r, "policy"), checkpoints.read(store, r, "ppm")
         if policy is None:
             context.log.info(f"round {r}: no policy yet, nothing to evaluate")
             return MaterializeResult(metadata={"skipped": f"{policy_ref(r)} is not trained yet"})
-        generator = TransformersGenerator(policy.path)
-        scorer = TransformersScorer(ppm.path) if ppm else None
-        accuracy = {}
-        with closing(make_sandbox(SandboxConfig())) as sandbox:
-            for spec in cfg.benchmarks:
-                name, problems = load_benchmark(spec, cfg)
-                for method, rows in evaluate(generator, scorer, problems, _without_ppm(cfg, scorer), sandbox).items():
-                    shard = f"{name}.{method}"
-                    store.write("evaluations", evaluations_table(r, shard, policy.path, name, method, rows), shard, r,
-                                {"config": asdict(cfg), "policy": policy.identity,
-                                 "ppm": ppm.identity if ppm else None})
-                    accuracy[f"{method}/{name}"] = round(sum(x["correct"] for x in rows) / max(len(rows), 1), 4)
-        every = query(store, "SELECT round, benchmark, method, correct FROM evaluations").to_pylist()
+        rows = evaluate_checkpoint(store, r, policy, ppm, cfg)
+        hits, totals = defaultdict(int), defaultdict(int)
+        for row in rows:
+            totals[f"{row['method']}/{row['benchmark']}"] += 1
+            hits[f"{row['method']}/{row['benchmark']}"] += row["correct"]
+        accuracy = {k: round(hits[k] / totals[k], 4) for k in totals}
+        every = query(store, "SELECT round, benchmark, method, correct FROM evaluations WHERE round > 0").to_pylist()
         chart = accuracy_chart(every, store.root / "reports" / "accuracy_by_round.png")
         image = base64.b64encode(chart.read_bytes()).decode()
         return MaterializeResult(metadata={
@@ -56,13 +46,6 @@ def eval_asset(r: int):
             "config": MetadataValue.json(asdict(cfg))})
 
     return round_eval
-
-
-def _without_ppm(cfg: EvalConfig, scorer) -> EvalConfig:
-    """best_of_n needs a PPM: without one, the other methods still run."""
-    if scorer is not None or "best_of_n" not in cfg.methods:
-        return cfg
-    return replace(cfg, methods=tuple(m for m in cfg.methods if m != "best_of_n") or ("greedy",))
 
 
 EVAL_ASSETS = [eval_asset(r) for r in ROUNDS]
