@@ -179,19 +179,24 @@ def evaluate_checkpoint(store, round: int, policy, ppm, config: EvalConfig) -> l
     return written
 
 
+def accuracy(rows: list[dict], by: tuple[str, ...]) -> dict[tuple, float]:
+    """Share of correct rows per group of `by` columns (evaluations rows)."""
+    hits, totals = defaultdict(int), defaultdict(int)
+    for r in rows:
+        key = tuple(r[c] for c in by)
+        totals[key] += 1
+        hits[key] += bool(r["correct"])
+    return {k: hits[k] / totals[k] for k in totals}
+
+
 def table6(rows: list[dict]) -> str:
     """Markdown accuracy table shaped like the paper's Table 6: a row per (round, method), a column per
     benchmark. `rows` are evaluations rows."""
-    hits, totals = defaultdict(int), defaultdict(int)
-    for r in rows:
-        key = (r["round"], r["method"], r["benchmark"])
-        totals[key] += 1
-        hits[key] += bool(r["correct"])
-    benchmarks = sorted({k[2] for k in totals})
+    acc = accuracy(rows, ("round", "method", "benchmark"))
+    benchmarks = sorted({k[2] for k in acc})
     lines = ["| round | method | " + " | ".join(benchmarks) + " |", "|---|---|" + "---|" * len(benchmarks)]
-    for rnd, method in sorted({k[:2] for k in totals}, key=lambda k: (k[0], METHODS.index(k[1]))):
-        cells = [f"{100 * hits[(rnd, method, b)] / totals[(rnd, method, b)]:.1f}" if totals[(rnd, method, b)]
-                 else "" for b in benchmarks]
+    for rnd, method in sorted({k[:2] for k in acc}, key=lambda k: (k[0], METHODS.index(k[1]))):
+        cells = [f"{100 * acc[(rnd, method, b)]:.1f}" if (rnd, method, b) in acc else "" for b in benchmarks]
         lines.append(f"| {rnd} | {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -203,18 +208,14 @@ def accuracy_chart(rows: list[dict], path: str | Path) -> Path:
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
-    hits, totals = defaultdict(int), defaultdict(int)
-    for r in rows:
-        key = (r["method"], r["benchmark"], r["round"])
-        totals[key] += 1
-        hits[key] += bool(r["correct"])
+    acc = accuracy(rows, ("method", "benchmark", "round"))
     fig, ax = plt.subplots(figsize=(6, 4))
-    for method, benchmark in sorted({k[:2] for k in totals}):
-        rounds = sorted(k[2] for k in totals if k[:2] == (method, benchmark))
-        ax.plot(rounds, [100 * hits[(method, benchmark, r)] / totals[(method, benchmark, r)] for r in rounds],
-                marker="o", label=f"{method} · {benchmark}")
+    for method, benchmark in sorted({k[:2] for k in acc}):
+        rounds = sorted(k[2] for k in acc if k[:2] == (method, benchmark))
+        ax.plot(rounds, [100 * acc[(method, benchmark, r)] for r in rounds], marker="o",
+                label=f"{method} · {benchmark}")
     ax.set(xlabel="round", ylabel="accuracy (%)", title="Accuracy by round and method")
-    ax.set_xticks(sorted({k[2] for k in totals}))
+    ax.set_xticks(sorted({k[2] for k in acc}))
     ax.legend(fontsize=7)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,6 @@ markdown over every evaluated round and a PNG chart of accuracy by round. A roun
 trained yet is skipped, so `evaluate` can run at any point of the self-evolution."""
 
 import base64
-from collections import defaultdict
 from dataclasses import asdict
 
 from dagster import (AssetExecutionContext, AssetKey, AssetSelection, MaterializeResult, MetadataValue, asset,
@@ -13,7 +12,7 @@ from dagster import (AssetExecutionContext, AssetKey, AssetSelection, Materializ
 from rstar_pipeline import checkpoints
 from rstar_pipeline.assets.config import dagster_config, to_core
 from rstar_pipeline.assets.resources import WarehouseResource
-from rstar_pipeline.evaluation import EvalConfig, accuracy_chart, evaluate_checkpoint, table6
+from rstar_pipeline.evaluation import EvalConfig, accuracy, accuracy_chart, evaluate_checkpoint, table6
 from rstar_pipeline.schedule import ROUNDS, policy_ref
 from rstar_pipeline.warehouse.views import query
 
@@ -31,16 +30,12 @@ def eval_asset(r: int):
             context.log.info(f"round {r}: no policy yet, nothing to evaluate")
             return MaterializeResult(metadata={"skipped": f"{policy_ref(r)} is not trained yet"})
         rows = evaluate_checkpoint(store, r, policy, ppm, cfg)
-        hits, totals = defaultdict(int), defaultdict(int)
-        for row in rows:
-            totals[f"{row['method']}/{row['benchmark']}"] += 1
-            hits[f"{row['method']}/{row['benchmark']}"] += row["correct"]
-        accuracy = {k: round(hits[k] / totals[k], 4) for k in totals}
+        by_method = {f"{m}/{b}": round(v, 4) for (m, b), v in accuracy(rows, ("method", "benchmark")).items()}
         every = query(store, "SELECT round, benchmark, method, correct FROM evaluations WHERE round > 0").to_pylist()
         chart = accuracy_chart(every, store.root / "reports" / "accuracy_by_round.png")
         image = base64.b64encode(chart.read_bytes()).decode()
         return MaterializeResult(metadata={
-            **accuracy, "policy": MetadataValue.path(policy.path), "ppm": ppm.path if ppm else "none",
+            **by_method, "policy": MetadataValue.path(policy.path), "ppm": ppm.path if ppm else "none",
             "table6": MetadataValue.md(table6(every)), "chart": MetadataValue.path(str(chart)),
             "chart_preview": MetadataValue.md(f"![accuracy by round](data:image/png;base64,{image})"),
             "config": MetadataValue.json(asdict(cfg))})
