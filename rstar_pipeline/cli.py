@@ -10,7 +10,7 @@
     rstar views                            # CREATE VIEW statements for the DuckDB CLI
     rstar summary --round 1
     rstar eval --model round_2/policy --ppm round_2/ppm --benchmark ../shared/data/eval/math500_test.json \
-               --method greedy best_of_n majority mcts --limit 50
+               --method greedy best_of_n majority mcts mcts_majority --limit 50
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from rstar_pipeline.paths import CONFIGS_DIR, dagster_home, store_root
+from rstar_pipeline.problemsets import ProblemFileError
 from rstar_pipeline.schedule import ROUNDS
 
 DAGSTER_YAML = """\
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.func(args)
-    except (FileNotFoundError, ValueError, KeyError) as e:
+    except (FileNotFoundError, ValueError, KeyError, ProblemFileError) as e:
         print(f"rstar: {e}", file=sys.stderr)
         return 2
 
@@ -78,12 +79,14 @@ def _parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="evaluate a policy checkpoint on benchmarks (rows in the evaluations table)")
     ev.add_argument("--model", required=True, help="policy folder, hub id or round_<r>/policy")
-    ev.add_argument("--ppm", help="PPM folder or round_<r>/ppm (needed by best_of_n)")
-    ev.add_argument("--benchmark", nargs="+", default=["miniworld"], help="'miniworld' or problem files")
-    ev.add_argument("--method", nargs="+", default=["greedy"], help="greedy, best_of_n, majority, mcts")
+    ev.add_argument("--ppm", help="PPM folder or round_<r>/ppm (needed by best_of_n, mcts, mcts_majority)")
+    ev.add_argument("--benchmark", nargs="+", default=["miniworld"],
+                    help="'miniworld', problem files (.json, .jsonl, .parquet) or hf:NAME[:CONFIG][@SPLIT]")
+    ev.add_argument("--method", nargs="+", default=["greedy"], help="greedy, best_of_n, majority, mcts, mcts_majority")
     ev.add_argument("--limit", type=int, default=0, help="first N problems of each benchmark (0: all)")
     ev.add_argument("--n", type=int, default=8, help="samples per problem for best_of_n and majority")
     ev.add_argument("--mcts-rollouts", type=int, default=8, help="rollouts per problem for mcts")
+    ev.add_argument("--mcts-runs", type=int, default=4, help="MCTS runs voted on by mcts_majority")
     ev.add_argument("--temperature", type=float, default=0.7)
     ev.add_argument("--max-tokens", type=int, default=1024)
     ev.add_argument("--seed", type=int, default=0)
@@ -294,10 +297,12 @@ def cmd_eval(args) -> int:
     store = Warehouse(store_root())
     config = EvalConfig(benchmarks=tuple(args.benchmark), methods=tuple(args.method), limit=args.limit, n=args.n,
                         temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed,
-                        mcts_rollouts=args.mcts_rollouts)
+                        mcts_rollouts=args.mcts_rollouts, mcts_runs=args.mcts_runs)
     policy = checkpoints.resolve(store, args.model)
     ppm = checkpoints.resolve(store, args.ppm) if args.ppm else None
-    rows = evaluate_checkpoint(store, max(policy.round, 0), policy, ppm, config)
+    rows, rejected = evaluate_checkpoint(store, max(policy.round, 0), policy, ppm, config)
+    for r in rejected:
+        print(f"left out: {r.source} row {r.row}: {r.reason}", file=sys.stderr)
     print(table6(rows))
     print(f"\n{len(rows)} rows in the evaluations table: rstar sql \"select * from evaluations\"")
     return 0

@@ -1,16 +1,18 @@
 """Evaluation of a policy (and its PPM) on benchmarks, as in the paper: greedy pass@1 of the policy
-alone, best-of-N ranked by the PPM, majority vote over N sampled solutions, and MCTS with the PPM
-(no ground truth: the answer node with the highest Q).
+alone, best-of-N ranked by the PPM, majority vote over N sampled solutions, MCTS with the PPM (no
+ground truth: the answer node with the highest Q), and a majority vote over several MCTS runs.
 
-Benchmarks are data: `miniworld` (held-out mini-world problems, split 'test') or any problem file in
-the reference's eval format (JSON list of {index, question, answer}), JSON Lines or Parquet, loaded and
-validated like training problems. Results are rows of the `evaluations` table (one per problem and
-method), a markdown table shaped like the paper's Table 6 and a PNG chart of accuracy by round.
-Not covered yet: Hugging Face dataset names as benchmarks (files only here: no hub access).
+Benchmarks are data: `miniworld` (held-out mini-world problems, split 'test'), any problem file in
+the reference's eval format (JSON list of {index, question, answer}), JSON Lines or Parquet, or a
+Hugging Face dataset (`hf:NAME[:CONFIG][@SPLIT]`), loaded and validated like training problems; rows
+that fail validation (an empty reference) are left out and reported. Results are rows of the
+`evaluations` table (one per problem and method), a markdown table shaped like the paper's Table 6
+and a PNG chart of accuracy by round. Answers are graded by `grading.is_equivalent`, never executed.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -20,11 +22,13 @@ import pyarrow as pa
 
 from rstar_pipeline.grading import is_equivalent
 from rstar_pipeline.llm.base import SamplingConfig
-from rstar_pipeline.problemsets import ProblemsConfig, load_problems
+from rstar_pipeline.problemsets import HF_PREFIX, Problem, ProblemsConfig, Rejected, load_problems, source_name
 from rstar_pipeline.sandbox import SandboxConfig, make_sandbox
 from rstar_pipeline.search.greedy import solve_greedy, solve_sampled
 
-METHODS = ("greedy", "best_of_n", "majority", "mcts")
+log = logging.getLogger(__name__)
+METHODS = ("greedy", "best_of_n", "majority", "mcts", "mcts_majority")
+NEEDS_PPM = ("best_of_n", "mcts", "mcts_majority")
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,8 @@ class HeldoutConfig:
 class EvalConfig:
     benchmarks: tuple[str, ...] = field(default=("miniworld",), metadata={
         "help": "'miniworld' (held-out problems) or paths to .json / .jsonl / .parquet problem files"})
-    methods: tuple[str, ...] = field(default=("greedy",), metadata={"help": "greedy, best_of_n, majority, mcts"})
+    methods: tuple[str, ...] = field(default=("greedy",), metadata={
+        "help": "greedy, best_of_n, majority, mcts, mcts_majority (a vote over mcts_runs MCTS runs)"})
     limit: int = field(default=0, metadata={"help": "first N problems of each benchmark; 0 = all"})
     miniworld_problems: int = field(default=200, metadata={"help": "size of the mini-world benchmark"})
     n: int = field(default=8, metadata={"help": "sampled solutions per problem for best_of_n and majority"})
@@ -46,47 +51,50 @@ class EvalConfig:
     max_tokens: int = field(default=1024, metadata={"help": "longest code block or answer, tokens"})
     mcts_rollouts: int = field(default=8, metadata={"help": "mcts: rollouts per problem (paper: 8 to 64)"})
     mcts_samples: int = field(default=4, metadata={"help": "mcts: children per expansion"})
+    mcts_runs: int = field(default=4, metadata={"help": "mcts_majority: independent MCTS runs (seeds seed, seed+1, ...)"})
     seed: int = field(default=0, metadata={"help": "sampling seed and mini-world benchmark seed"})
 
     def __post_init__(self):
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:
             raise ValueError(f"evaluation methods must be among {METHODS}, not {unknown or 'none'}")
-        if self.n < 1 or self.limit < 0:
-            raise ValueError("evaluation: n must be >= 1 and limit >= 0")
+        if self.n < 1 or self.mcts_runs < 1 or self.limit < 0:
+            raise ValueError("evaluation: n and mcts_runs must be >= 1 and limit >= 0")
 
 
-def load_benchmark(spec: str, config: EvalConfig):
-    """(benchmark name, problems) for 'miniworld' or a problem file; a bad file fails naming it."""
+def load_benchmark(spec: str, config: EvalConfig) -> tuple[str, list[Problem], list[Rejected]]:
+    """(benchmark name, problems, rejected rows) for 'miniworld', a problem file or an `hf:` dataset;
+    a source that cannot be read fails naming it."""
     if spec == "miniworld":
         problems_config = ProblemsConfig(count=config.miniworld_problems, split="test", seed=config.seed,
                                          name="miniworld", limit=config.limit)
     else:
-        if not Path(spec).expanduser().exists():
+        if not spec.startswith(HF_PREFIX) and not Path(spec).expanduser().exists():
             raise FileNotFoundError(f"benchmark file {spec} does not exist")
-        problems_config = ProblemsConfig(source=spec, split="test", limit=config.limit)
-    problems, _ = load_problems(problems_config)
-    return problems_config.name or Path(spec).stem, problems
+        # scored as published: repeated questions stay, long (proof-style) references are graded
+        problems_config = ProblemsConfig(source=spec, split="test", limit=config.limit, keep_duplicates=True,
+                                         max_answer_chars=100_000)
+    problems, rejected = load_problems(problems_config)
+    return source_name(problems_config), problems, rejected
 
 
 def evaluate(generator, scorer, problems, config: EvalConfig, sandbox) -> dict[str, list[dict]]:
     """Rows {problem_id, prediction, correct, score} per method, for one policy (and PPM) on problems."""
+    missing_ppm = [m for m in config.methods if m in NEEDS_PPM] if scorer is None else []
+    if missing_ppm:
+        raise ValueError(f"evaluation methods {missing_ppm} need a PPM (scorer)")
     out = {}
     if "greedy" in config.methods:
         results = solve_greedy(problems, generator, sandbox, max_tokens=config.max_tokens)
         out["greedy"] = [_row(r.problem_id, r.prediction, r.is_correct, None) for r in results]
-    if "mcts" in config.methods:
-        if scorer is None:
-            raise ValueError("evaluation method mcts needs a PPM (scorer)")
-        out["mcts"] = _mcts(problems, generator, scorer, sandbox, config)
+    if "mcts" in config.methods or "mcts_majority" in config.methods:
+        out |= _mcts(problems, generator, scorer, sandbox, config)
     sampled_methods = [m for m in config.methods if m in ("best_of_n", "majority")]
     if sampled_methods:
         sampling = SamplingConfig(n=config.n, temperature=config.temperature, max_tokens=config.max_tokens,
                                   seed=config.seed)
         groups = solve_sampled(problems, generator, sandbox, sampling)
         if "best_of_n" in sampled_methods:
-            if scorer is None:
-                raise ValueError("evaluation method best_of_n needs a PPM (scorer)")
             out["best_of_n"] = [_best_of_n(p, group, scorer) for p, group in zip(problems, groups)]
         if "majority" in sampled_methods:
             out["majority"] = [_majority(group) for group in groups]
@@ -108,40 +116,67 @@ def _best_of_n(problem, group, scorer) -> dict:
 
 
 def _majority(group) -> dict:
-    """The most frequent answer among the samples, answers counted together when the grader finds
-    them equivalent (1/2 and \\dfrac12); score = its share of the votes. Ties go to the earliest."""
-    clusters: list[list] = []
-    for r in group:
-        if r.prediction:
-            home = next((c for c in clusters if is_equivalent(r.prediction, [c[0].prediction])), None)
-            home.append(r) if home is not None else clusters.append([r])
-    if not clusters:
+    """The most frequent answer among the samples (see `_vote`); score = its share of the votes."""
+    k, share = _vote([r.prediction for r in group])
+    if k is None:
         return _row(group[0].problem_id, None, False, 0.0)
+    return _row(group[k].problem_id, group[k].prediction, group[k].is_correct, share)
+
+
+def _vote(predictions: list[str | None]) -> tuple[int | None, float]:
+    """Index of the first answer of the largest group of predictions the grader finds equivalent
+    (\\frac{1}{2} and \\dfrac12 vote together), and that group's share; ties go to the earliest group.
+    (None, 0.0) when there is no answer at all."""
+    clusters: list[list[int]] = []
+    for i, p in enumerate(predictions):
+        if p:
+            home = next((c for c in clusters if is_equivalent(p, [predictions[c[0]]])), None)
+            home.append(i) if home is not None else clusters.append([i])
+    if not clusters:
+        return None, 0.0
     winner = max(clusters, key=len)
-    return _row(winner[0].problem_id, winner[0].prediction, winner[0].is_correct, len(winner) / len(group))
+    return winner[0], len(winner) / len(predictions)
 
 
-def _mcts(problems, generator, scorer, sandbox, config: EvalConfig) -> list[dict]:
-    """MCTS with the PPM and no ground truth (every new step, answers included, is valued by the PPM);
-    the prediction is the answer node with the highest Q, as in the paper."""
+def _mcts(problems, generator, scorer, sandbox, config: EvalConfig) -> dict[str, list[dict]]:
+    """MCTS with the PPM and no ground truth (every new step, answers included, is valued by the PPM).
+    mcts: the answer node with the highest Q of one run, as in the paper; mcts_majority: a vote over
+    `mcts_runs` runs with seeds seed, seed+1, ... (the first run is the mcts run)."""
+    runs = config.mcts_runs if "mcts_majority" in config.methods else 1
+    answers = [_mcts_answers(problems, generator, scorer, sandbox, config, config.seed + k) for k in range(runs)]
+    out = {}
+    if "mcts" in config.methods:
+        out["mcts"] = [_graded(p, *answers[0][i]) for i, p in enumerate(problems)]
+    if "mcts_majority" in config.methods:
+        out["mcts_majority"] = []
+        for i, p in enumerate(problems):
+            k, share = _vote([run[i][0] for run in answers])
+            out["mcts_majority"].append(_graded(p, answers[k][i][0] if k is not None else None, share))
+    return out
+
+
+def _graded(problem, prediction: str | None, score: float | None) -> dict:
+    correct = prediction is not None and is_equivalent(prediction, problem.answers)
+    return _row(problem.problem_id, prediction, correct, score)
+
+
+def _mcts_answers(problems, generator, scorer, sandbox, config: EvalConfig, seed: int) -> list[tuple]:
+    """(final answer, Q) of the best answer node of one MCTS run per problem; (None, None) when the
+    search found no answer."""
     from rstar_pipeline.search.config import SearchConfig
     from rstar_pipeline.search.mcts import run_search
     from rstar_pipeline.search.tree import Terminal
 
     search = SearchConfig(rollouts=config.mcts_rollouts, n_samples=config.mcts_samples, template="sft",
                           temperature=1.0, errors_threshold=1, ppm_init=True, max_tokens=config.max_tokens,
-                          seed=config.seed)
+                          seed=seed)
     trees, _ = run_search(problems, generator, sandbox, search, scorer=scorer, grader=None)
-    rows = []
-    for problem, tree in zip(problems, trees):
-        answers = [n for n in tree.nodes if n.terminal == Terminal.ANSWER and n.final_answer]
-        if not answers:
-            rows.append(_row(problem.problem_id, None, False, None))
-            continue
-        best = max(answers, key=lambda n: n.q)
-        rows.append(_row(problem.problem_id, best.final_answer, is_equivalent(best.final_answer, problem.answers),
-                         best.q))
-    return rows
+    best = []
+    for tree in trees:
+        nodes = [n for n in tree.nodes if n.terminal == Terminal.ANSWER and n.final_answer]
+        top = max(nodes, key=lambda n: n.q) if nodes else None
+        best.append((top.final_answer, top.q) if top else (None, None))
+    return best
 
 
 def evaluations_table(round: int, shard: str, model: str, benchmark: str, method: str, rows: list[dict]) -> pa.Table:
@@ -152,10 +187,11 @@ def evaluations_table(round: int, shard: str, model: str, benchmark: str, method
                                   "model": model, **r} for r in rows], schema=EVALUATIONS)
 
 
-def evaluate_checkpoint(store, round: int, policy, ppm, config: EvalConfig) -> list[dict]:
+def evaluate_checkpoint(store, round: int, policy, ppm, config: EvalConfig) -> tuple[list[dict], list[Rejected]]:
     """Evaluate a policy `Checkpoint` (and PPM, or None) on every configured benchmark and method, write
     the rows to the `evaluations` table (round 0: any checkpoint, told apart by its path's digest) and
-    return them. best_of_n and mcts are left out when there is no PPM."""
+    return them with the benchmark rows that were rejected (e.g. an empty reference answer), which are
+    also logged. Methods that need a PPM are left out when there is none."""
     from dataclasses import asdict, replace
 
     from rstar_pipeline.checkpoints import digest
@@ -164,19 +200,23 @@ def evaluate_checkpoint(store, round: int, policy, ppm, config: EvalConfig) -> l
     generator = TransformersGenerator(policy.path)
     scorer = TransformersScorer(ppm.path) if ppm else None
     if scorer is None:
-        without_ppm = tuple(m for m in config.methods if m in ("greedy", "majority"))
+        without_ppm = tuple(m for m in config.methods if m not in NEEDS_PPM)
         config = replace(config, methods=without_ppm or ("greedy",))
-    written = []
+    written, rejected = [], []
     with closing(make_sandbox(SandboxConfig())) as sandbox:
         for spec in config.benchmarks:
-            name, problems = load_benchmark(spec, config)
+            name, problems, bad = load_benchmark(spec, config)
+            for r in bad:
+                log.warning("benchmark %s row %d left out: %s", name, r.row, r.reason)
+            rejected += bad
             for method, rows in evaluate(generator, scorer, problems, config, sandbox).items():
                 shard = f"{name}.{method}" + ("" if round else f".{digest(policy.path)[:8]}")
                 table = evaluations_table(round, shard, policy.path, name, method, rows)
-                store.write("evaluations", table, shard, round, {"config": asdict(config), "policy": policy.identity,
-                                                                 "ppm": ppm.identity if ppm else None})
+                store.write("evaluations", table, shard, round, {
+                    "config": asdict(config), "policy": policy.identity, "ppm": ppm.identity if ppm else None,
+                    "rejected": [asdict(r) for r in bad]})
                 written += table.to_pylist()
-    return written
+    return written, rejected
 
 
 def accuracy(rows: list[dict], by: tuple[str, ...]) -> dict[tuple, float]:

@@ -1,10 +1,14 @@
 """Problem sets: loading, validating and identifying the problems a round searches.
 
-Sources: the mini world's generator, or a file in the reference's eval format (a JSON list of
-{index, question, answer}), JSON Lines, or Parquet. Field names `question`/`problem`/`query` and
-`answer`/`answers` are accepted; an answer may be a string, a number or a list of accepted
-answers; a GSM8K-style worked answer ("...\n#### 72") counts as its final line. Every bad row is rejected with its row number and reason and the good rows go on; a file
-that cannot be read at all raises `ProblemFileError` naming the file. Sharding is a stable hash of
+Sources: the mini world's generator, a file in the reference's eval format (a JSON list of
+{index, question, answer}), JSON Lines, or Parquet, or a Hugging Face dataset (`hf:NAME[:CONFIG][@SPLIT]`,
+NAME a hub id or a local dataset folder; needs hub access or a local copy). Field names
+`question`/`problem`/`query` and `answer`/`answers` are accepted; an answer may be a string, a number
+or a list of accepted answers; a GSM8K-style worked answer ("...\n#### 72") counts as its final line;
+with no answer field, the last `\boxed{}` of a `solution` field is the answer (MATH). A reference cut
+off in its source data gets its missing closing braces back (`grading.normalize.close_braces`).
+Every bad row is rejected with its row number and reason and the good rows go on; a source that
+cannot be read at all raises `ProblemFileError` naming it. Sharding is a stable hash of
 the problem id, so a problem keeps its shard whatever else is in the set.
 """
 
@@ -16,8 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from rstar_pipeline.grading.extract import extract_boxed
+from rstar_pipeline.grading.normalize import close_braces
+
 QUESTION_KEYS = ("question", "problem", "query")
 ANSWER_KEYS = ("answer", "answers")
+HF_PREFIX = "hf:"
 
 
 @dataclass(frozen=True)
@@ -42,8 +50,9 @@ class Rejected:
 
 @dataclass(frozen=True)
 class ProblemsConfig:
-    source: str = field(default="miniworld", metadata={"help": "'miniworld' or a path to .json, .jsonl or .parquet"})
-    name: str = field(default="", metadata={"help": "source name recorded with the rows; default: file stem"})
+    source: str = field(default="miniworld", metadata={
+        "help": "'miniworld', a path to .json, .jsonl or .parquet, or hf:NAME[:CONFIG][@SPLIT] (Hugging Face dataset)"})
+    name: str = field(default="", metadata={"help": "source name recorded with the rows; default: the file or dataset name"})
     split: str = field(default="train", metadata={"help": "split name recorded with the rows"})
     count: int = field(default=240, metadata={"help": "mini world: number of problems to generate"})
     seed: int = field(default=0, metadata={"help": "mini world: generator seed"})
@@ -52,6 +61,9 @@ class ProblemsConfig:
     limit: int = field(default=0, metadata={"help": "keep only the first N valid problems; 0 = all"})
     max_question_chars: int = field(default=20_000, metadata={"help": "longer questions are rejected"})
     max_answer_chars: int = field(default=1_000, metadata={"help": "longer answers are rejected"})
+    keep_duplicates: bool = field(default=False, metadata={
+        "help": "keep a repeated question as its own problem (id from question and row), as benchmarks are "
+                "scored; otherwise it is rejected naming the first row"})
 
     def __post_init__(self):
         if not 1 <= self.min_level <= self.max_level:
@@ -74,11 +86,13 @@ def shard_of(pid: str, num_shards: int) -> int:
 
 def load_problems(config: ProblemsConfig) -> tuple[list[Problem], list[Rejected]]:
     """Valid problems in file order, and every rejected row with its reason."""
+    source = source_name(config)
     if config.source == "miniworld":
-        source, raw_rows = config.name or "miniworld", _miniworld_rows(config)
+        raw_rows = _miniworld_rows(config)
+    elif config.source.startswith(HF_PREFIX):
+        raw_rows = _hf_rows(*parse_hf_source(config.source, config.split))
     else:
-        path = Path(config.source).expanduser()
-        source, raw_rows = config.name or path.stem, _file_rows(path)
+        raw_rows = _file_rows(Path(config.source).expanduser())
     problems: list[Problem] = []
     rejected: list[Rejected] = []
     first_row: dict[str, int] = {}
@@ -91,11 +105,47 @@ def load_problems(config: ProblemsConfig) -> tuple[list[Problem], list[Rejected]
     return problems, rejected
 
 
+def source_name(config: ProblemsConfig) -> str:
+    """The name recorded with the rows: `name`, else 'miniworld', the dataset's or the file's own name."""
+    if config.name or config.source == "miniworld":
+        return config.name or "miniworld"
+    if config.source.startswith(HF_PREFIX):
+        return Path(parse_hf_source(config.source, config.split)[0]).name
+    return Path(config.source).expanduser().stem
+
+
 def _miniworld_rows(config: ProblemsConfig) -> Iterator[tuple[int, Any]]:
     from rstar_pipeline.miniworld.problems import generate
 
     for i, p in enumerate(generate(config.count, f"{config.split}:{config.seed}", config.min_level, config.max_level)):
         yield i + 1, {"question": p.question, "answer": str(p.answer), "level": p.level, "subject": "arithmetic"}
+
+
+def parse_hf_source(spec: str, default_split: str) -> tuple[str, str | None, str]:
+    """'hf:openai/gsm8k:main@test' -> ('openai/gsm8k', 'main', 'test'); split defaults to `default_split`."""
+    rest, _, split = spec.removeprefix(HF_PREFIX).partition("@")
+    name, _, subset = rest.partition(":")
+    if not name:
+        raise ProblemFileError(f"{spec!r}: expected hf:NAME[:CONFIG][@SPLIT], e.g. hf:openai/gsm8k:main@test")
+    return name, subset or None, split or default_split
+
+
+def _hf_rows(name: str, subset: str | None, split: str) -> Iterator[tuple[int, Any]]:
+    """Rows of a Hugging Face dataset split: from the hub (or its local cache), a local dataset folder,
+    or a folder written by `Dataset.save_to_disk`."""
+    import datasets  # slow to import; a dependency of trl
+
+    what = f"Hugging Face dataset {name!r}" + (f" (config {subset!r})" if subset else "") + f", split {split!r}"
+    try:
+        local = Path(name).expanduser()
+        if (local / "dataset_dict.json").exists() or (local / "state.json").exists():
+            data = datasets.load_from_disk(str(local))
+            data = data[split] if isinstance(data, datasets.DatasetDict) else data
+        else:
+            data = datasets.load_dataset(name, subset, split=split)
+    except Exception as e:  # hub, network, missing split and format errors all land here
+        raise ProblemFileError(f"cannot load {what}: {type(e).__name__}: {e}") from e
+    return ((i + 1, row) for i, row in enumerate(data))
 
 
 def _file_rows(path: Path) -> Iterator[tuple[int, Any]]:
@@ -179,7 +229,7 @@ def _validate(raw: Any, row_no: int, source: str, config: ProblemsConfig,
         return reject(f"field {bad_field!r} is not valid UTF-8 text (undecodable bytes or lone surrogates)")
     if len(question) > config.max_question_chars:
         return reject(f"question is {len(question):,} characters, over the limit of {config.max_question_chars:,}")
-    answers = _answers(next((raw[k] for k in ANSWER_KEYS if k in raw), None))
+    answers = _answers(next((raw[k] for k in ANSWER_KEYS if raw.get(k) is not None), _boxed_solution(raw)))
     if not answers:
         return reject("missing answer")
     if _not_utf8("".join(answers)):
@@ -187,7 +237,9 @@ def _validate(raw: Any, row_no: int, source: str, config: ProblemsConfig,
     if max(len(a) for a in answers) > config.max_answer_chars:
         return reject(f"answer is over the limit of {config.max_answer_chars:,} characters")
     pid = problem_id(source, question)
-    if pid in first_row:
+    if pid in first_row and config.keep_duplicates:
+        pid = problem_id(source, f"{question}\x00row {row_no}")
+    elif pid in first_row:
         return reject(f"duplicate problem: same question as row {first_row[pid]}", pid)
     first_row[pid] = row_no
     return Problem(pid, source, config.split, question, answers, _level(raw.get("level")),
@@ -203,8 +255,13 @@ def _answers(value: Any) -> tuple[str, ...]:
         if isinstance(v, (int, float)):
             v = str(v)
         if isinstance(v, str) and v.strip():
-            out.append(_final_line(v.strip()))
+            out.append(close_braces(_final_line(v.strip())))
     return tuple(out)
+
+
+def _boxed_solution(raw: dict) -> str | None:
+    solution = raw.get("solution")
+    return extract_boxed(solution) if isinstance(solution, str) else None
 
 
 def _final_line(answer: str) -> str:

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from rstar_pipeline.evaluation import EvalConfig, _best_of_n, _majority, evaluate, load_benchmark, table6
+from rstar_pipeline.evaluation import EvalConfig, _best_of_n, _majority, _vote, evaluate, load_benchmark, table6
 from rstar_pipeline.llm.hf import TransformersGenerator
 from rstar_pipeline.problemsets import Problem
 from rstar_pipeline.sandbox import SandboxConfig, make_sandbox
@@ -29,6 +29,12 @@ def test_majority_takes_the_most_frequent_answer_in_any_spelling():
     row = _majority(group)
     assert row["prediction"] == "\\frac{1}{2}" and row["correct"] and row["score"] == 0.5
     assert _majority([result(None, False)])["prediction"] is None
+
+
+def test_vote_clusters_equivalent_answers_and_breaks_ties_by_order():
+    assert _vote(["3", "0.5", "\\frac12", None]) == (1, 0.5)
+    assert _vote(["3", "4"]) == (0, 0.5)
+    assert _vote([None, None]) == (None, 0.0)
 
 
 class FixedScorer:
@@ -64,21 +70,40 @@ def test_unknown_method_and_missing_file_are_clear_errors(tmp_path):
         EvalConfig(methods=("beam",))
     with pytest.raises(FileNotFoundError, match="nope.json"):
         load_benchmark(str(tmp_path / "nope.json"), EvalConfig())
+    with pytest.raises(ValueError, match="mcts_runs must be >= 1"):
+        EvalConfig(mcts_runs=0)
+    with pytest.raises(ValueError, match=r"\['mcts_majority'\] need a PPM"):
+        evaluate(None, None, [], EvalConfig(methods=("greedy", "mcts_majority")), None)
+
+
+def test_mcts_majority_of_one_run_is_the_mcts_answer(tiny_policy):
+    """The first mcts_majority run is the mcts run (same seed), so one run votes for the mcts answer;
+    the answers of the tiny policy are valued by a stand-in PPM (no ground truth is used)."""
+    config = EvalConfig(methods=("mcts", "mcts_majority"), miniworld_problems=4, max_tokens=48, mcts_rollouts=2,
+                        mcts_samples=2, mcts_runs=1)
+    _, problems, _ = load_benchmark("miniworld", config)
+    with make_sandbox(SandboxConfig(preload=("math",), workers=1)) as sandbox:
+        out = evaluate(TransformersGenerator(tiny_policy, device="cpu"), FixedScorer("apples"), problems, config,
+                       sandbox)
+    assert [r["prediction"] for r in out["mcts_majority"]] == [r["prediction"] for r in out["mcts"]]
+    assert [r["score"] for r in out["mcts_majority"]] == [1.0 if r["prediction"] else 0.0 for r in out["mcts"]]
 
 
 @needs_shared
 def test_every_method_on_the_mini_world_and_a_real_benchmark(tiny_policy):
     """One row per problem and method, predictions as extracted, on mini-world and GSM8K problems."""
-    config = EvalConfig(methods=("greedy", "best_of_n", "majority", "mcts"), limit=3, n=2, max_tokens=48,
-                        miniworld_problems=3, mcts_rollouts=2, mcts_samples=2)
+    config = EvalConfig(methods=("greedy", "best_of_n", "majority", "mcts", "mcts_majority"), limit=3, n=2,
+                        max_tokens=48, miniworld_problems=3, mcts_rollouts=2, mcts_samples=2, mcts_runs=2)
     generator = TransformersGenerator(tiny_policy, device="cpu")
     scorer = FixedScorer("apples")
     with make_sandbox(SandboxConfig(preload=("math",), workers=1)) as sandbox:
         for spec, expected_name in (("miniworld", "miniworld"), (str(GSM8K), "gsm8k_test")):
-            name, problems = load_benchmark(spec, config)
-            assert name == expected_name and len(problems) == 3
+            name, problems, rejected = load_benchmark(spec, config)
+            assert name == expected_name and len(problems) == 3 and rejected == []
             out = evaluate(generator, scorer, problems, config, sandbox)
-            assert set(out) == {"greedy", "best_of_n", "majority", "mcts"}
+            assert set(out) == {"greedy", "best_of_n", "majority", "mcts", "mcts_majority"}
+            votes = [r["score"] for r in out["mcts_majority"]]
+            assert all(v in (0.0, 0.5, 1.0) for v in votes)
             for rows in out.values():
                 assert [r["problem_id"] for r in rows] == [p.problem_id for p in problems]
                 assert all(isinstance(r["correct"], bool) for r in rows)
@@ -96,3 +121,25 @@ def test_rstar_eval_writes_the_evaluations_table(tiny_policy, tmp_path):
                                                "GROUP BY ALL ORDER BY ALL").to_pylist()
     assert rows == [{"benchmark": b, "method": m, "n": 2} for b in ("gsm8k_test", "miniworld")
                     for m in ("greedy", "majority")]
+
+
+def test_rstar_eval_on_a_hugging_face_dataset_reports_the_rows_it_leaves_out(tiny_policy, tmp_path):
+    """A dataset folder in the hub's layout, loaded by `datasets`: the row with an empty reference is
+    left out and named on stderr, the others are evaluated. A hub name with no network is a clear error."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "bench" / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"problem": ["What is 2+2?", "What is 3+3?", "What is 5+5?"], "answer": ["4", "", "10"]}),
+                   tmp_path / "bench" / "data" / "test-00000-of-00001.parquet")
+    env = {**os.environ, "RSTAR_STORE": str(tmp_path / "store"), "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "rstar_pipeline.cli", "eval", "--model", tiny_policy, "--max-tokens", "32"]
+    out = subprocess.run(cmd + ["--benchmark", f"hf:{tmp_path / 'bench'}@test"], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "left out: bench row 2: missing answer" in out.stderr and "| round | method | bench |" in out.stdout
+    assert query(Warehouse(tmp_path / "store"), "SELECT count(*) AS n FROM evaluations").to_pylist() == [{"n": 2}]
+    out = subprocess.run(cmd + ["--benchmark", "hf:HuggingFaceH4/MATH-500"], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 2
+    assert "rstar: cannot load Hugging Face dataset 'HuggingFaceH4/MATH-500', split 'test'" in out.stderr

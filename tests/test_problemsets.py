@@ -16,6 +16,7 @@ from rstar_pipeline.problemsets import (
     ProblemsConfig,
     Rejected,
     load_problems,
+    parse_hf_source,
     problem_id,
     shard_of,
 )
@@ -613,3 +614,73 @@ def test_non_text_question_reason_names_the_type(tmp_path):
     path = _write_jsonl(tmp_path / "num.jsonl", [{"question": 5, "answer": "1"}])
     _, rejected = load_problems(ProblemsConfig(source=str(path)))
     assert "not text" in rejected[0].reason
+
+
+# ---------------------------------------------------------------- Hugging Face datasets, MATH solutions, repeats
+
+def _hub_layout(root: Path) -> Path:
+    """A dataset folder laid out like a hub dataset repo (data/<split>-*.parquet), loaded by the real
+    `datasets.load_dataset` without network."""
+    (root / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"problem": ["What is 2+2?", "Half of 3?"], "answer": ["4", "\\frac{3}{2}"],
+                             "solution": ["", ""]}), root / "data" / "test-00000-of-00001.parquet")
+    pq.write_table(pa.table({"problem": ["What is 1+1?"], "answer": pa.array([None], pa.string()),
+                             "solution": ["So it is $\\boxed{2}$."]}), root / "data" / "train-00000-of-00001.parquet")
+    return root
+
+
+def test_hf_dataset_folder_loads_by_split(tmp_path):
+    root = _hub_layout(tmp_path / "my_math")
+    test, rejected = load_problems(ProblemsConfig(source=f"hf:{root}@test", split="test"))
+    assert [(p.question, p.answers, p.source) for p in test] == [
+        ("What is 2+2?", ("4",), "my_math"), ("Half of 3?", ("\\frac{3}{2}",), "my_math")]
+    assert rejected == []
+    train, _ = load_problems(ProblemsConfig(source=f"hf:{root}"))  # the split defaults to the config's
+    assert [(p.question, p.answers) for p in train] == [("What is 1+1?", ("2",))]
+
+
+def test_hf_dataset_saved_to_disk_loads(tmp_path):
+    import datasets
+
+    data = datasets.DatasetDict({"test": datasets.Dataset.from_dict({"question": ["Q1", ""], "answer": ["1", "2"]})})
+    data.save_to_disk(str(tmp_path / "saved"))
+    problems, rejected = load_problems(ProblemsConfig(source=f"hf:{tmp_path / 'saved'}@test", name="saved"))
+    assert [p.question for p in problems] == ["Q1"]
+    assert [(r.row, r.reason) for r in rejected] == [(2, "empty question")]
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("hf:", "expected hf:NAME"),
+    ("hf:{tmp}/nothing_here@test", "cannot load Hugging Face dataset"),
+    ("hf:{layout}@validation", "split 'validation'"),
+])
+def test_hf_sources_that_cannot_load_name_themselves(tmp_path, spec, words):
+    layout = _hub_layout(tmp_path / "layout")
+    with pytest.raises(ProblemFileError, match=words):
+        load_problems(ProblemsConfig(source=spec.format(tmp=tmp_path, layout=layout)))
+
+
+def test_hf_spec_parsing():
+    assert parse_hf_source("hf:openai/gsm8k:main@test", "train") == ("openai/gsm8k", "main", "test")
+    assert parse_hf_source("hf:HuggingFaceH4/MATH-500", "test") == ("HuggingFaceH4/MATH-500", None, "test")
+
+
+def test_math_solution_gives_its_boxed_answer_and_an_unboxed_one_is_rejected(tmp_path):
+    path = _write_jsonl(tmp_path / "math.jsonl", [
+        {"problem": "A", "solution": "... so $x = \\boxed{\\frac{1}{2}}$."},
+        {"problem": "B", "solution": "no box here"},
+    ])
+    problems, rejected = load_problems(ProblemsConfig(source=str(path)))
+    assert [p.answers for p in problems] == [("\\frac{1}{2}",)]
+    assert [(r.row, r.reason) for r in rejected] == [(2, "missing answer")]
+
+
+def test_keep_duplicates_keeps_a_repeated_question_under_its_own_id(tmp_path):
+    rows = [{"question": "Same?", "answer": "1"}, {"question": "Same?", "answer": "2"}]
+    path = _write_jsonl(tmp_path / "dups.jsonl", rows)
+    kept, rejected = load_problems(ProblemsConfig(source=str(path), keep_duplicates=True))
+    assert [p.answers for p in kept] == [("1",), ("2",)] and rejected == []
+    assert kept[0].problem_id == problem_id("dups", "Same?") != kept[1].problem_id
+    assert shard_of(kept[1].problem_id, 4) in range(4)
+    dropped, rejected = load_problems(ProblemsConfig(source=str(path)))
+    assert len(dropped) == 1 and rejected[0].reason == "duplicate problem: same question as row 1"

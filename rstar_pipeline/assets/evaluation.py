@@ -29,7 +29,9 @@ def eval_asset(r: int):
         if policy is None:
             context.log.info(f"round {r}: no policy yet, nothing to evaluate")
             return MaterializeResult(metadata={"skipped": f"{policy_ref(r)} is not trained yet"})
-        rows = evaluate_checkpoint(store, r, policy, ppm, cfg)
+        rows, rejected = evaluate_checkpoint(store, r, policy, ppm, cfg)
+        for bad in rejected:
+            context.log.warning(f"benchmark {bad.source} row {bad.row} left out: {bad.reason}")
         by_method = {f"{m}/{b}": round(v, 4) for (m, b), v in accuracy(rows, ("method", "benchmark")).items()}
         every = query(store, "SELECT round, benchmark, method, correct FROM evaluations WHERE round > 0").to_pylist()
         chart = accuracy_chart(every, store.root / "reports" / "accuracy_by_round.png")
@@ -38,7 +40,7 @@ def eval_asset(r: int):
             **by_method, "policy": MetadataValue.path(policy.path), "ppm": ppm.path if ppm else "none",
             "table6": MetadataValue.md(table6(every)), "chart": MetadataValue.path(str(chart)),
             "chart_preview": MetadataValue.md(f"![accuracy by round](data:image/png;base64,{image})"),
-            "config": MetadataValue.json(asdict(cfg))})
+            "rejected_rows": len(rejected), "config": MetadataValue.json(asdict(cfg))})
 
     return round_eval
 

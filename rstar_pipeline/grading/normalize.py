@@ -47,6 +47,26 @@ def normalize(text: str) -> str:
     return " ".join(s.split())
 
 
+def close_braces(text: str) -> str:
+    """`text` with the closing braces it lacks appended and a dangling final backslash dropped: repairs
+    a reference cut off in its source data (omni's `\\frac{5055}{2^{15}`), so that it can match itself and
+    its boxed form. Escaped braces (`\\{`) do not count; balanced text comes back unchanged."""
+    depth, i = 0, 0
+    while i < len(text):
+        if text[i] == "\\":
+            if i == len(text) - 1:
+                text = text[:-1]
+                break
+            i += 2
+            continue
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}" and depth:
+            depth -= 1
+        i += 1
+    return text + "}" * depth
+
+
 def _unwrap(s: str) -> str:
     """Replace every `\\text{X}`-like wrapper by X (nested braces kept); unbalanced input is left alone."""
     for name in _WRAPPERS:
