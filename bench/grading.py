@@ -1,7 +1,8 @@
 """Grading throughput: answers judged per second on the real benchmark answers, in one run.
 
-  matches      every reference answer of the nine eval files against its \\boxed{} extraction
-               (the common case when a model is right: decided by the string and number fast paths)
+  matches      every reference answer of the nine eval files, loaded as the evaluation loads them,
+               against its \\boxed{} extraction (the common case when a model is right: decided by
+               the string and number fast paths)
   mismatches   MATH500 answers, each against the next problem's answer (a wrong prediction: symbolic
                comparison in the worker process whenever either side is not a plain number)
   baseline     the same mismatches through math-verify called directly in this process (no
@@ -17,6 +18,7 @@ import json
 import time
 from pathlib import Path
 
+from rstar_pipeline.evaluation import EvalConfig, load_benchmark
 from rstar_pipeline.grading import extract_boxed, is_equivalent
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval"
@@ -43,10 +45,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     args = parser.parse_args()
-    items = {p.name: json.loads(p.read_text()) for p in sorted(args.data.glob("*.json"))}
-    matches = [(extract_boxed(f"The answer is $\\boxed{{{a}}}$."), answers_of(item))
-               for rows in items.values() for item in rows for a in answers_of(item)]
-    math500 = items["math500_test.json"]
+    benchmarks = [load_benchmark(str(p), EvalConfig())[1] for p in sorted(args.data.glob("*.json"))]
+    matches = [(extract_boxed(f"The answer is $\\boxed{{{a}}}$."), list(p.answers))
+               for problems in benchmarks for p in problems for a in p.answers]
+    math500 = json.loads((args.data / "math500_test.json").read_text())
     mismatches = [(answers_of(item)[0], answers_of(math500[(i + 1) % len(math500)]))
                   for i, item in enumerate(math500)]
     is_equivalent("x+1", ["1+x"])  # start the worker (imports sympy) outside the timings

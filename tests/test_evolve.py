@@ -131,16 +131,17 @@ def test_evaluate_job_tables_every_finished_round(evolved, monkeypatch):
     markdown and the chart in the asset metadata."""
     store, _ = evolved
     monkeypatch.setenv("RSTAR_STORE", str(store.root))
-    config = {"benchmarks": ["miniworld"], "methods": ["greedy", "best_of_n", "majority", "mcts"],
-              "miniworld_problems": 3, "n": 2, "max_tokens": 32, "mcts_rollouts": 2, "mcts_samples": 2}
+    config = {"benchmarks": ["miniworld"], "methods": ["greedy", "best_of_n", "majority", "mcts", "mcts_majority"],
+              "miniworld_problems": 3, "n": 2, "max_tokens": 32, "mcts_rollouts": 2, "mcts_samples": 2, "mcts_runs": 2}
     result = defs.resolve_job_def("evaluate").execute_in_process(
         run_config={"ops": {f"round_{r}__eval": {"config": config} for r in (1, 2, 3, 4)}, **LOGS},
         instance=DagsterInstance.ephemeral(), raise_on_error=False)
     assert result.success, [str(e.step_failure_data.error) for e in result.all_events if e.is_step_failure]
     rows = query(store, "SELECT round, method, count(*) AS n FROM evaluations GROUP BY ALL ORDER BY ALL").to_pylist()
     assert rows == [{"round": r, "method": m, "n": 3} for r in (1, 2, 3, 4)
-                    for m in ("best_of_n", "greedy", "majority", "mcts")]
+                    for m in ("best_of_n", "greedy", "majority", "mcts", "mcts_majority")]
     metadata = result.asset_materializations_for_node("round_4__eval")[0].metadata
     table = metadata["table6"].value
-    assert table.splitlines()[0] == "| round | method | miniworld |" and "| 4 | majority |" in table
+    assert table.splitlines()[0] == "| round | method | miniworld |" and "| 4 | mcts_majority |" in table
+    assert metadata["rejected_rows"].value == 0
     assert metadata["chart"].value.endswith(".png") and metadata["chart_preview"].value.startswith("![")
