@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a job (all shards in one run) with its preset run config")
-    run.add_argument("job", nargs="?", default="round_1", help="round_1 .. round_4 or evolve (default: round_1)")
+    run.add_argument("job", nargs="?", default="round_1", help="round_1 .. round_4, evolve or evaluate (default: round_1)")
     run.add_argument("-c", "--config", action="append", help="run-config YAML, repeatable "
                      "(default: assets/configs/<job>.yaml; for evolve, every round's)")
     run.add_argument("--shard", help="run one shard only, e.g. shard_003")
@@ -87,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--n", type=int, default=8, help="samples per problem for best_of_n and majority")
     ev.add_argument("--mcts-rollouts", type=int, default=8, help="rollouts per problem for mcts")
     ev.add_argument("--mcts-runs", type=int, default=4, help="MCTS runs voted on by mcts_majority")
+    ev.add_argument("--backend", default="transformers", choices=("transformers", "vllm", "openai"),
+                    help="policy backend (the PPM runs on vllm with vllm, else on transformers)")
+    ev.add_argument("--base-url", action="append", default=[], help="openai backend: server URL, repeatable")
     ev.add_argument("--temperature", type=float, default=0.7)
     ev.add_argument("--max-tokens", type=int, default=1024)
     ev.add_argument("--seed", type=int, default=0)
@@ -127,9 +130,12 @@ def cmd_run(args) -> int:
     if code != 0:
         print(f"rstar: the run failed (exit code {code}); re-running the same command resumes it", file=sys.stderr)
         return code
-    rounds = [int(args.job.split("_")[1])] if args.job.startswith("round_") else list(ROUNDS)
-    for r in rounds:
-        _print_summary(r, wall if r == rounds[-1] else None)
+    if args.job == "evaluate":
+        _print_table6()
+    else:
+        rounds = [int(args.job.split("_")[1])] if args.job.startswith("round_") else list(ROUNDS)
+        for r in rounds:
+            _print_summary(r, wall if r == rounds[-1] else None)
     _print_stage_times(args.job)
     return 0
 
@@ -160,6 +166,15 @@ def _ensure_dagster_home() -> Path:
     if not (home / "dagster.yaml").exists():
         (home / "dagster.yaml").write_text(DAGSTER_YAML)
     return home
+
+
+def _print_table6() -> None:
+    from rstar_pipeline.evaluation import table6
+    from rstar_pipeline.warehouse.store import Warehouse
+    from rstar_pipeline.warehouse.views import query
+
+    rows = query(Warehouse(store_root()), "SELECT round, benchmark, method, correct FROM evaluations WHERE round > 0")
+    print("\nAccuracy (%) by round and method (evaluations table):\n" + table6(rows.to_pylist()))
 
 
 def _print_summary(round_no: int, wall: float | None = None) -> None:
@@ -292,12 +307,15 @@ def cmd_summary(args) -> int:
 def cmd_eval(args) -> int:
     from rstar_pipeline import checkpoints
     from rstar_pipeline.evaluation import EvalConfig, evaluate_checkpoint, table6
+    from rstar_pipeline.llm.config import GeneratorConfig, ScorerConfig
     from rstar_pipeline.warehouse.store import Warehouse
 
     store = Warehouse(store_root())
     config = EvalConfig(benchmarks=tuple(args.benchmark), methods=tuple(args.method), limit=args.limit, n=args.n,
                         temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed,
-                        mcts_rollouts=args.mcts_rollouts, mcts_runs=args.mcts_runs)
+                        mcts_rollouts=args.mcts_rollouts, mcts_runs=args.mcts_runs,
+                        generator=GeneratorConfig(backend=args.backend, base_urls=tuple(args.base_url)),
+                        scorer=ScorerConfig(backend="vllm" if args.backend == "vllm" else "transformers"))
     policy = checkpoints.resolve(store, args.model)
     ppm = checkpoints.resolve(store, args.ppm) if args.ppm else None
     rows, rejected = evaluate_checkpoint(store, max(policy.round, 0), policy, ppm, config)

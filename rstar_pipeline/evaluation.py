@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from rstar_pipeline.grading import is_equivalent
 from rstar_pipeline.llm.base import SamplingConfig
+from rstar_pipeline.llm.config import GeneratorConfig, ScorerConfig, make_generator, make_scorer
 from rstar_pipeline.problemsets import HF_PREFIX, Problem, ProblemsConfig, Rejected, load_problems, source_name
 from rstar_pipeline.sandbox import SandboxConfig, make_sandbox
 from rstar_pipeline.search.greedy import solve_greedy, solve_sampled
@@ -52,14 +53,23 @@ class EvalConfig:
     mcts_rollouts: int = field(default=8, metadata={"help": "mcts: rollouts per problem (paper: 8 to 64)"})
     mcts_samples: int = field(default=4, metadata={"help": "mcts: children per expansion"})
     mcts_runs: int = field(default=4, metadata={"help": "mcts_majority: independent MCTS runs (seeds seed, seed+1, ...)"})
+    mcts_top_n: int = field(default=0, metadata={
+        "help": "mcts_majority: vote among the N run answers the PPM scores highest (reference eval_maj.py: 4); 0 = all"})
     seed: int = field(default=0, metadata={"help": "sampling seed and mini-world benchmark seed"})
+    generator: GeneratorConfig = field(default_factory=lambda: GeneratorConfig(backend="transformers"), metadata={
+        "help": "policy backend (transformers, vllm or openai); its `model` is ignored: the evaluated policy is"})
+    scorer: ScorerConfig = field(default_factory=ScorerConfig, metadata={
+        "help": "PPM backend (transformers or vllm); its `model` is ignored: the evaluated PPM is"})
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig, metadata={"help": "where the policy's code runs"})
 
     def __post_init__(self):
+        if self.generator.backend == "teacher":
+            raise ValueError("evaluation: the generator backend must be transformers, vllm or openai, not teacher")
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:
             raise ValueError(f"evaluation methods must be among {METHODS}, not {unknown or 'none'}")
-        if self.n < 1 or self.mcts_runs < 1 or self.limit < 0:
-            raise ValueError("evaluation: n and mcts_runs must be >= 1 and limit >= 0")
+        if self.n < 1 or self.mcts_runs < 1 or min(self.limit, self.mcts_top_n) < 0:
+            raise ValueError("evaluation: n and mcts_runs must be >= 1, limit and mcts_top_n >= 0")
 
 
 def load_benchmark(spec: str, config: EvalConfig) -> tuple[str, list[Problem], list[Rejected]]:
@@ -140,8 +150,9 @@ def _vote(predictions: list[str | None]) -> tuple[int | None, float]:
 
 def _mcts(problems, generator, scorer, sandbox, config: EvalConfig) -> dict[str, list[dict]]:
     """MCTS with the PPM and no ground truth (every new step, answers included, is valued by the PPM).
-    mcts: the answer node with the highest Q of one run, as in the paper; mcts_majority: a vote over
-    `mcts_runs` runs with seeds seed, seed+1, ... (the first run is the mcts run)."""
+    mcts: the answer node with the highest Q of one run, as in the paper; mcts_majority: a vote over the
+    best answers of `mcts_runs` runs with seeds seed, seed+1, ... (the first run is the mcts run), among
+    the `mcts_top_n` with the highest Q when set (as the reference's eval_maj.py)."""
     runs = config.mcts_runs if "mcts_majority" in config.methods else 1
     answers = [_mcts_answers(problems, generator, scorer, sandbox, config, config.seed + k) for k in range(runs)]
     out = {}
@@ -150,9 +161,17 @@ def _mcts(problems, generator, scorer, sandbox, config: EvalConfig) -> dict[str,
     if "mcts_majority" in config.methods:
         out["mcts_majority"] = []
         for i, p in enumerate(problems):
-            k, share = _vote([run[i][0] for run in answers])
-            out["mcts_majority"].append(_graded(p, answers[k][i][0] if k is not None else None, share))
+            out["mcts_majority"].append(_graded(p, *_vote_runs([run[i] for run in answers], config.mcts_top_n)))
     return out
+
+
+def _vote_runs(answers: list[tuple], top_n: int) -> tuple[str | None, float]:
+    """Majority over one problem's (answer, Q) of several runs, among the `top_n` highest Q (0 = all);
+    a tie goes to the group holding the highest-Q answer. Returns (answer, vote share)."""
+    ranked = sorted(answers, key=lambda a: -a[1] if a[0] else float("inf"))
+    voters = [a[0] for a in ranked[:top_n or None]]
+    k, share = _vote(voters)
+    return (voters[k] if k is not None else None), share
 
 
 def _graded(problem, prediction: str | None, score: float | None) -> dict:
@@ -195,15 +214,14 @@ def evaluate_checkpoint(store, round: int, policy, ppm, config: EvalConfig) -> t
     from dataclasses import asdict, replace
 
     from rstar_pipeline.checkpoints import digest
-    from rstar_pipeline.llm.hf import TransformersGenerator, TransformersScorer
 
-    generator = TransformersGenerator(policy.path)
-    scorer = TransformersScorer(ppm.path) if ppm else None
+    generator = make_generator(config.generator, policy.path)
+    scorer = make_scorer(config.scorer, ppm.path) if ppm else None
     if scorer is None:
         without_ppm = tuple(m for m in config.methods if m not in NEEDS_PPM)
         config = replace(config, methods=without_ppm or ("greedy",))
     written, rejected = [], []
-    with closing(make_sandbox(SandboxConfig())) as sandbox:
+    with closing(make_sandbox(config.sandbox)) as sandbox:
         for spec in config.benchmarks:
             name, problems, bad = load_benchmark(spec, config)
             for r in bad:
@@ -242,22 +260,25 @@ def table6(rows: list[dict]) -> str:
 
 
 def accuracy_chart(rows: list[dict], path: str | Path) -> Path:
-    """A PNG of accuracy by round, one line per (method, benchmark). `rows` are evaluations rows."""
+    """A PNG of accuracy by round: a panel per benchmark, a line per method. `rows` are evaluations rows."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
-    acc = accuracy(rows, ("method", "benchmark", "round"))
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method, benchmark in sorted({k[:2] for k in acc}):
-        rounds = sorted(k[2] for k in acc if k[:2] == (method, benchmark))
-        ax.plot(rounds, [100 * acc[(method, benchmark, r)] for r in rounds], marker="o",
-                label=f"{method} · {benchmark}")
-    ax.set(xlabel="round", ylabel="accuracy (%)", title="Accuracy by round and method")
-    ax.set_xticks(sorted({k[2] for k in acc}))
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    acc = accuracy(rows, ("benchmark", "method", "round"))
+    benchmarks = sorted({k[0] for k in acc})
+    fig, axes = plt.subplots(1, len(benchmarks), figsize=(4 * len(benchmarks), 3.6), sharey=True, squeeze=False)
+    for ax, benchmark in zip(axes[0], benchmarks):
+        for method in sorted({k[1] for k in acc if k[0] == benchmark}, key=METHODS.index):
+            rounds = sorted(k[2] for k in acc if k[:2] == (benchmark, method))
+            ax.plot(rounds, [100 * acc[(benchmark, method, r)] for r in rounds], marker="o", label=method,
+                    color=f"C{METHODS.index(method)}")  # one colour per method in every panel
+        ax.set(title=benchmark, xlabel="round", xticks=sorted({k[2] for k in acc}))
+    axes[0][0].set_ylabel("accuracy (%)")
+    legend = {label: h for ax in axes[0] for h, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(legend.values(), legend.keys(), loc="lower center", ncol=len(legend), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from rstar_pipeline.evaluation import EvalConfig, _best_of_n, _majority, _vote, evaluate, load_benchmark, table6
+from rstar_pipeline.evaluation import (EvalConfig, _best_of_n, _majority, _vote, _vote_runs, accuracy_chart, evaluate, load_benchmark,
+                                       table6)
 from rstar_pipeline.llm.hf import TransformersGenerator
 from rstar_pipeline.problemsets import Problem
 from rstar_pipeline.sandbox import SandboxConfig, make_sandbox
@@ -37,6 +38,14 @@ def test_vote_clusters_equivalent_answers_and_breaks_ties_by_order():
     assert _vote([None, None]) == (None, 0.0)
 
 
+def test_vote_over_mcts_runs_keeps_the_top_n_by_ppm_score():
+    runs = [("7", 0.1), ("7", 0.2), ("\\frac{1}{2}", 0.9), ("0.5", 0.8), (None, None), ("7", 0.3)]
+    assert _vote_runs(runs, top_n=0) == ("7", 0.5)  # 3 of 6 runs
+    assert _vote_runs(runs, top_n=3) == ("\\frac{1}{2}", 2 / 3)  # 0.9, 0.8 and 0.3 vote
+    assert _vote_runs([("3", 0.2), ("4", 0.6)], top_n=0) == ("4", 0.5)  # a tie goes to the higher Q
+    assert _vote_runs([(None, None)], top_n=4) == (None, 0.0)
+
+
 class FixedScorer:
     """A stand-in PPM (named as such) that prefers solutions containing a given text."""
 
@@ -63,6 +72,16 @@ def test_table6_has_a_row_per_round_and_method_and_a_column_per_benchmark():
     assert table6(rows).splitlines() == [
         "| round | method | gsm8k | math500 |", "|---|---|---|---|",
         "| 1 | greedy | 50.0 | 100.0 |", "| 2 | greedy | 100.0 |  |", "| 2 | majority | 0.0 |  |"]
+
+
+def test_accuracy_chart_is_a_png_with_a_panel_per_benchmark(tmp_path):
+    rows = [{"round": r, "method": m, "benchmark": b, "correct": r % 2 == 0} for r in (1, 2)
+            for m, b in (("greedy", "gsm8k"), ("mcts", "gsm8k"), ("greedy", "math500"))]
+    path = accuracy_chart(rows, tmp_path / "reports" / "chart.png")
+    png = path.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width = int.from_bytes(png[16:20], "big")
+    assert width == 800  # two panels of 4 inches at 100 dpi
 
 
 def test_unknown_method_and_missing_file_are_clear_errors(tmp_path):

@@ -12,12 +12,12 @@ from rstar_pipeline.definitions import defs
 from rstar_pipeline.paths import CONFIGS_DIR
 from rstar_pipeline.schedule import ROUNDS
 
-PRESETS = sorted(CONFIGS_DIR.glob("**/round_*.yaml"))
+PRESETS = sorted(CONFIGS_DIR.glob("**/*.yaml"))
 
 
-def test_every_round_has_a_mini_and_a_gpu_preset():
+def test_every_round_and_the_evaluation_have_a_mini_and_a_gpu_preset():
     names = {p.relative_to(CONFIGS_DIR).as_posix() for p in PRESETS}
-    assert names == {f"{d}round_{r}.yaml" for d in ("", "gpu/") for r in ROUNDS}
+    assert names == {f"{d}{job}.yaml" for d in ("", "gpu/") for job in [f"round_{r}" for r in ROUNDS] + ["evaluate"]}
 
 
 @pytest.mark.parametrize("path", PRESETS, ids=lambda p: p.relative_to(CONFIGS_DIR).as_posix())
@@ -40,3 +40,11 @@ def test_gpu_presets_carry_the_paper_values():
             assert gpu[r][f"round_{r}__mcts_trees"]["config"]["generator"] == {
                 **gpu[r][f"round_{r}__mcts_trees"]["config"]["generator"], "backend": "vllm",
                 "model": f"round_{r - 1}/policy"}
+
+
+def test_gpu_evaluation_preset_carries_the_reference_values():
+    ops = yaml.safe_load((CONFIGS_DIR / "gpu" / "evaluate.yaml").read_text())["ops"]
+    assert set(ops) == {f"round_{r}__eval" for r in ROUNDS}
+    config = ops["round_4__eval"]["config"]
+    assert (config["mcts_rollouts"], config["mcts_samples"], config["mcts_runs"], config["mcts_top_n"]) == (12, 32, 64, 4)
+    assert config["generator"]["backend"] == config["scorer"]["backend"] == "vllm"
