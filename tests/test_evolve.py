@@ -6,7 +6,7 @@ import json
 import pytest
 from dagster import DagsterInstance
 
-from rstar_pipeline import checkpoints
+from rstar_pipeline import checkpoints, cli
 from rstar_pipeline.definitions import defs
 from rstar_pipeline.llm.base import SamplingConfig
 from rstar_pipeline.llm.hf import TransformersGenerator, TransformersScorer
@@ -126,7 +126,7 @@ def test_rerun_keeps_trained_models(evolved, monkeypatch):
     assert after == before  # same identities, and not written again
 
 
-def test_evaluate_job_tables_every_finished_round(evolved, monkeypatch):
+def test_evaluate_job_tables_every_finished_round(evolved, monkeypatch, capsys):
     """`evaluate` on the evolved store: rows for rounds 1-4 in the evaluations table, and the Table-6
     markdown and the chart in the asset metadata."""
     store, _ = evolved
@@ -144,4 +144,7 @@ def test_evaluate_job_tables_every_finished_round(evolved, monkeypatch):
     table = metadata["table6"].value
     assert table.splitlines()[0] == "| round | method | miniworld |" and "| 4 | mcts_majority |" in table
     assert metadata["rejected_rows"].value == 0
+    cli._print_table6()  # what `rstar run evaluate` prints after the run
+    printed = capsys.readouterr().out
+    assert "| round | method | miniworld |" in printed and "| 4 | mcts_majority |" in printed
     assert metadata["chart"].value.endswith(".png") and metadata["chart_preview"].value.startswith("![")
