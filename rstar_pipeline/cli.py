@@ -86,7 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--limit", type=int, default=0, help="first N problems of each benchmark (0: all)")
     ev.add_argument("--n", type=int, default=8, help="samples per problem for best_of_n and majority")
     ev.add_argument("--mcts-rollouts", type=int, default=8, help="rollouts per problem for mcts")
+    ev.add_argument("--mcts-samples", type=int, default=4, help="children per expansion for mcts")
     ev.add_argument("--mcts-runs", type=int, default=4, help="MCTS runs voted on by mcts_majority")
+    ev.add_argument("--mcts-top-n", type=int, default=0, help="mcts_majority: vote among the N best-scored (0: all)")
     ev.add_argument("--backend", default="transformers", choices=("transformers", "vllm", "openai"),
                     help="policy backend (the PPM runs on vllm with vllm, else on transformers)")
     ev.add_argument("--base-url", action="append", default=[], help="openai backend: server URL, repeatable")
@@ -313,7 +315,8 @@ def cmd_eval(args) -> int:
     store = Warehouse(store_root())
     config = EvalConfig(benchmarks=tuple(args.benchmark), methods=tuple(args.method), limit=args.limit, n=args.n,
                         temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed,
-                        mcts_rollouts=args.mcts_rollouts, mcts_runs=args.mcts_runs,
+                        mcts_rollouts=args.mcts_rollouts, mcts_samples=args.mcts_samples, mcts_runs=args.mcts_runs,
+                        mcts_top_n=args.mcts_top_n,
                         generator=GeneratorConfig(backend=args.backend, base_urls=tuple(args.base_url)),
                         scorer=ScorerConfig(backend="vllm" if args.backend == "vllm" else "transformers"))
     policy = checkpoints.resolve(store, args.model)

@@ -42,7 +42,8 @@ class HeldoutConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     benchmarks: tuple[str, ...] = field(default=("miniworld",), metadata={
-        "help": "'miniworld' (held-out problems) or paths to .json / .jsonl / .parquet problem files"})
+        "help": "'miniworld' (held-out problems), paths to .json / .jsonl / .parquet problem files, or "
+                "hf:NAME[:CONFIG][@SPLIT] Hugging Face datasets"})
     methods: tuple[str, ...] = field(default=("greedy",), metadata={
         "help": "greedy, best_of_n, majority, mcts, mcts_majority (a vote over mcts_runs MCTS runs)"})
     limit: int = field(default=0, metadata={"help": "first N problems of each benchmark; 0 = all"})
@@ -159,9 +160,8 @@ def _mcts(problems, generator, scorer, sandbox, config: EvalConfig) -> dict[str,
     if "mcts" in config.methods:
         out["mcts"] = [_graded(p, *answers[0][i]) for i, p in enumerate(problems)]
     if "mcts_majority" in config.methods:
-        out["mcts_majority"] = []
-        for i, p in enumerate(problems):
-            out["mcts_majority"].append(_graded(p, *_vote_runs([run[i] for run in answers], config.mcts_top_n)))
+        out["mcts_majority"] = [_graded(p, *_vote_runs([run[i] for run in answers], config.mcts_top_n))
+                                for i, p in enumerate(problems)]
     return out
 
 
