@@ -171,12 +171,10 @@ def _ensure_dagster_home() -> Path:
 
 
 def _print_table6() -> None:
-    from rstar_pipeline.evaluation import table6
+    from rstar_pipeline.evaluation import round_rows, table6
     from rstar_pipeline.warehouse.store import Warehouse
-    from rstar_pipeline.warehouse.views import query
 
-    rows = query(Warehouse(store_root()), "SELECT round, benchmark, method, correct FROM evaluations WHERE round > 0")
-    print("\nAccuracy (%) by round and method (evaluations table):\n" + table6(rows.to_pylist()))
+    print("\nAccuracy (%) by round and method (evaluations table):\n" + table6(round_rows(Warehouse(store_root()))))
 
 
 def _print_summary(round_no: int, wall: float | None = None) -> None:

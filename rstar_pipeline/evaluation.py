@@ -12,7 +12,6 @@ and a PNG chart of accuracy by round. Answers are graded by `grading.is_equivale
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -27,7 +26,6 @@ from rstar_pipeline.problemsets import HF_PREFIX, Problem, ProblemsConfig, Rejec
 from rstar_pipeline.sandbox import SandboxConfig, make_sandbox
 from rstar_pipeline.search.greedy import solve_greedy, solve_sampled
 
-log = logging.getLogger(__name__)
 METHODS = ("greedy", "best_of_n", "majority", "mcts", "mcts_majority")
 NEEDS_PPM = ("best_of_n", "mcts", "mcts_majority")
 
@@ -209,8 +207,8 @@ def evaluations_table(round: int, shard: str, model: str, benchmark: str, method
 def evaluate_checkpoint(store, round: int, policy, ppm, config: EvalConfig) -> tuple[list[dict], list[Rejected]]:
     """Evaluate a policy `Checkpoint` (and PPM, or None) on every configured benchmark and method, write
     the rows to the `evaluations` table (round 0: any checkpoint, told apart by its path's digest) and
-    return them with the benchmark rows that were rejected (e.g. an empty reference answer), which are
-    also logged. Methods that need a PPM are left out when there is none."""
+    return them with the benchmark rows that were rejected (e.g. an empty reference answer), for the
+    caller to report. Methods that need a PPM are left out when there is none."""
     from dataclasses import asdict, replace
 
     from rstar_pipeline.checkpoints import digest
@@ -224,8 +222,6 @@ def evaluate_checkpoint(store, round: int, policy, ppm, config: EvalConfig) -> t
     with closing(make_sandbox(config.sandbox)) as sandbox:
         for spec in config.benchmarks:
             name, problems, bad = load_benchmark(spec, config)
-            for r in bad:
-                log.warning("benchmark %s row %d left out: %s", name, r.row, r.reason)
             rejected += bad
             for method, rows in evaluate(generator, scorer, problems, config, sandbox).items():
                 shard = f"{name}.{method}" + ("" if round else f".{digest(policy.path)[:8]}")
@@ -235,6 +231,13 @@ def evaluate_checkpoint(store, round: int, policy, ppm, config: EvalConfig) -> t
                     "rejected": [asdict(r) for r in bad]})
                 written += table.to_pylist()
     return written, rejected
+
+
+def round_rows(store) -> list[dict]:
+    """Every round's evaluations rows (round, benchmark, method, correct): what Table 6 and the chart show."""
+    from rstar_pipeline.warehouse.views import query
+
+    return query(store, "SELECT round, benchmark, method, correct FROM evaluations WHERE round > 0").to_pylist()
 
 
 def accuracy(rows: list[dict], by: tuple[str, ...]) -> dict[tuple, float]:

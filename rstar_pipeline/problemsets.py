@@ -229,7 +229,8 @@ def _validate(raw: Any, row_no: int, source: str, config: ProblemsConfig,
         return reject(f"field {bad_field!r} is not valid UTF-8 text (undecodable bytes or lone surrogates)")
     if len(question) > config.max_question_chars:
         return reject(f"question is {len(question):,} characters, over the limit of {config.max_question_chars:,}")
-    answers = _answers(next((raw[k] for k in ANSWER_KEYS if raw.get(k) is not None), _boxed_solution(raw)))
+    answer = next((raw[k] for k in ANSWER_KEYS if raw.get(k) is not None), None)
+    answers = _answers(answer if answer is not None else _boxed_solution(raw))
     if not answers:
         return reject("missing answer")
     if _not_utf8("".join(answers)):

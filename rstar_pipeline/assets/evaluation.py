@@ -12,9 +12,8 @@ from dagster import (AssetExecutionContext, AssetKey, AssetSelection, Materializ
 from rstar_pipeline import checkpoints
 from rstar_pipeline.assets.config import dagster_config, to_core
 from rstar_pipeline.assets.resources import WarehouseResource
-from rstar_pipeline.evaluation import EvalConfig, accuracy, accuracy_chart, evaluate_checkpoint, table6
+from rstar_pipeline.evaluation import EvalConfig, accuracy, accuracy_chart, evaluate_checkpoint, round_rows, table6
 from rstar_pipeline.schedule import ROUNDS, policy_ref
-from rstar_pipeline.warehouse.views import query
 
 EvalRunConfig = dagster_config(EvalConfig)
 
@@ -33,7 +32,7 @@ def eval_asset(r: int):
         for bad in rejected:
             context.log.warning(f"benchmark {bad.source} row {bad.row} left out: {bad.reason}")
         by_method = {f"{m}/{b}": round(v, 4) for (m, b), v in accuracy(rows, ("method", "benchmark")).items()}
-        every = query(store, "SELECT round, benchmark, method, correct FROM evaluations WHERE round > 0").to_pylist()
+        every = round_rows(store)
         chart = accuracy_chart(every, store.root / "reports" / "accuracy_by_round.png")
         image = base64.b64encode(chart.read_bytes()).decode()
         return MaterializeResult(metadata={
