@@ -146,16 +146,17 @@ def pair_rows(store: Warehouse, round: int, previous_rounds: bool = False) -> li
 
 def train_round_policy(store: Warehouse, round: int, config: PolicyTrainingConfig, evaluate=None
                        ) -> tuple[Checkpoint, bool]:
-    """Fine-tune the base model on the round's SFT rows; `evaluate(path) -> metrics` runs afterwards."""
+    """Fine-tune the base model (or, with init 'previous', round r-1's policy) on the round's SFT rows;
+    `evaluate(path) -> metrics` runs afterwards."""
     from rstar_pipeline.training.sft import train_policy
 
-    base = resolve(store, "base")
+    start = resolve(store, "base" if config.init == "base" or round == 1 else f"round_{round - 1}/policy")
     rows = sft_rows(store, round, config.include_previous_rounds)
     if not rows:
         raise ValueError(f"round {round}: no trajectory is selected for SFT (the round's search found no correct, "
                          "error-free solution); search more (rollouts, problems) or set training."
                          "include_previous_rounds: true to train on the earlier rounds' data too")
-    identity = digest({"base": base.identity, "config": asdict(config),
+    identity = digest({"base": start.identity, "config": asdict(config),
                        "rows": digest([(r["problem_id"], r["completion"]) for r in rows])})
     done = read(store, round, "policy")
     if done and done.identity == identity:
@@ -163,11 +164,11 @@ def train_round_policy(store: Warehouse, round: int, config: PolicyTrainingConfi
     final = _models_dir(store, f"round_{round}", "policy")
 
     def train(tmp: Path) -> dict:
-        metrics = train_policy(base.path, rows, tmp, config)
+        metrics = train_policy(start.path, rows, tmp, config)
         return {**metrics, **(evaluate(str(tmp)) if evaluate else {})}
 
     metrics = _train_into(final, train)
-    return _write(store, Checkpoint(round, "policy", str(final), base.path, identity, metrics["train_rows"],
+    return _write(store, Checkpoint(round, "policy", str(final), start.path, identity, metrics["train_rows"],
                                     metrics["eval_rows"], metrics, asdict(config))), True
 
 

@@ -3,6 +3,7 @@
     rstar run round_1                      # = dagster job execute ... -c assets/configs/round_1.yaml
     rstar run round_2                      # needs round 1's policy; round_3 and round_4 likewise
     rstar run evolve                       # rounds 1-4 in one run, with every round's preset
+    rstar demo [--seed 1]                  # rounds 1-4, their evaluation and one table (job demo)
     rstar run round_1 --shard shard_003    # one shard as its own run (scale-out)
     rstar sql "select count(*) from tree_nodes"
     rstar query                            # list the named queries in warehouse/queries
@@ -58,6 +59,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--shards", help="run a range of shards, e.g. shard_000:shard_003")
     run.set_defaults(func=cmd_run)
 
+    demo = sub.add_parser("demo", help="rounds 1-4 and their evaluation on the mini world, then one table "
+                                       "(the Dagster job demo with every round's preset and evaluate.yaml)")
+    demo.add_argument("--seed", type=int, default=0, help="added (x 1000) to every seed of the presets: problems, "
+                      "model, teacher, search, training, held-out problems and evaluation")
+    demo.add_argument("--store", help="where the data goes (default: $RSTAR_STORE or warehouse/store)")
+    demo.add_argument("-c", "--config", action="append", default=[], help="extra run-config YAML, merged last")
+    demo.set_defaults(func=cmd_demo)
+
     sql = sub.add_parser("sql", help="run SQL over the warehouse views")
     sql.add_argument("query", nargs="?", help="SQL text (or use -f)")
     sql.add_argument("-f", "--file", help="read the SQL from a file")
@@ -111,26 +120,15 @@ def cmd_run(args) -> int:
     from rstar_pipeline.assets.partitions import SHARDS
 
     configs = [Path(c) for c in args.config] if args.config else default_configs(args.job)
-    missing = [c for c in configs if not c.exists()]
-    if missing:
-        raise FileNotFoundError(f"run config {missing[0]} does not exist")
-    cmd = [sys.executable, "-m", "dagster", "job", "execute", "-m", "rstar_pipeline.definitions", "-j", args.job]
-    for config in configs:
-        cmd += ["-c", str(config)]
+    tags = None
     if args.shard or args.shards:
         start, _, end = (args.shards or f"{args.shard}:{args.shard}").partition(":")
         unknown = [k for k in (start, end) if k not in SHARDS]
         if unknown:
             raise ValueError(f"unknown shard {unknown[0]!r}; shards are {SHARDS[0]} .. {SHARDS[-1]}")
-        cmd += ["--tags", json.dumps({"dagster/asset_partition_range_start": start,
-                                      "dagster/asset_partition_range_end": end})]
-    env = {**os.environ, "DAGSTER_HOME": str(_ensure_dagster_home()), "RSTAR_STORE": str(store_root())}
-    print("$ " + " ".join(cmd[1:3] + [c if " " not in c else f"'{c}'" for c in cmd[3:]]), flush=True)
-    start_t = time.perf_counter()
-    code = subprocess.call(cmd, env=env)
-    wall = time.perf_counter() - start_t
+        tags = {"dagster/asset_partition_range_start": start, "dagster/asset_partition_range_end": end}
+    code, wall = _execute(args.job, configs, tags)
     if code != 0:
-        print(f"rstar: the run failed (exit code {code}); re-running the same command resumes it", file=sys.stderr)
         return code
     if args.job == "evaluate":
         _print_table6()
@@ -140,6 +138,66 @@ def cmd_run(args) -> int:
             _print_summary(r, wall if r == rounds[-1] else None)
     _print_stage_times(args.job)
     return 0
+
+
+def _execute(job: str, configs: list[Path], tags: dict | None = None) -> tuple[int, float]:
+    """`dagster job execute` of `job` with the run-config files; (exit code, wall seconds)."""
+    missing = [c for c in configs if not c.exists()]
+    if missing:
+        raise FileNotFoundError(f"run config {missing[0]} does not exist")
+    cmd = [sys.executable, "-m", "dagster", "job", "execute", "-m", "rstar_pipeline.definitions", "-j", job]
+    for config in configs:
+        cmd += ["-c", str(config)]
+    if tags:
+        cmd += ["--tags", json.dumps(tags)]
+    env = {**os.environ, "DAGSTER_HOME": str(_ensure_dagster_home()), "RSTAR_STORE": str(store_root())}
+    print("$ " + " ".join(cmd[1:3] + [c if " " not in c else f"'{c}'" for c in cmd[3:]]), flush=True)
+    start = time.perf_counter()
+    code = subprocess.call(cmd, env=env)
+    if code != 0:
+        print(f"rstar: the run failed (exit code {code}); re-running the same command resumes it", file=sys.stderr)
+    return code, time.perf_counter() - start
+
+
+def cmd_demo(args) -> int:
+    import yaml
+
+    if args.store:
+        os.environ["RSTAR_STORE"] = str(Path(args.store).resolve())
+    merged: dict = {}
+    for path in default_configs("demo") + [Path(c) for c in args.config]:
+        if not path.exists():
+            raise FileNotFoundError(f"run config {path} does not exist")
+        merged = _merge(merged, yaml.safe_load(path.read_text()) or {})
+    config = _dagster_home_file(f"demo_seed_{args.seed}.yaml")
+    config.write_text(yaml.safe_dump(_offset_seeds(merged, 1000 * args.seed), sort_keys=False))
+    code, wall = _execute("demo", [config])
+    if code != 0:
+        return code
+    folder = store_root() / "demo"
+    print(f"\nSelf-evolution on the mini world (seed {args.seed}), {wall / 60:.1f} min:\n")
+    print((folder / "summary.md").read_text())
+    print(f"\nFigures: {folder / 'summary.json'}\nChart:   {folder / 'summary.png'}")
+    _print_stage_times("demo")
+    return 0
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    """Run-config files merged as Dagster merges repeated -c files: nested mappings key by key."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _offset_seeds(config, offset: int):
+    """Every `seed` value in the run config, moved by `offset`."""
+    if isinstance(config, dict):
+        return {k: v + offset if k == "seed" and isinstance(v, int) else _offset_seeds(v, offset)
+                for k, v in config.items()}
+    if isinstance(config, list):
+        return [_offset_seeds(v, offset) for v in config]
+    return config
 
 
 def _print_stage_times(job: str) -> None:
@@ -159,6 +217,8 @@ def _print_stage_times(job: str) -> None:
 def default_configs(job: str) -> list[Path]:
     if job == "evolve":
         return [CONFIGS_DIR / f"round_{r}.yaml" for r in ROUNDS]
+    if job == "demo":
+        return [CONFIGS_DIR / f"round_{r}.yaml" for r in ROUNDS] + [CONFIGS_DIR / "evaluate.yaml"]
     return [CONFIGS_DIR / f"{job}.yaml"]
 
 
@@ -168,6 +228,10 @@ def _ensure_dagster_home() -> Path:
     if not (home / "dagster.yaml").exists():
         (home / "dagster.yaml").write_text(DAGSTER_YAML)
     return home
+
+
+def _dagster_home_file(name: str) -> Path:
+    return _ensure_dagster_home() / name
 
 
 def _print_table6() -> None:

@@ -1,8 +1,9 @@
-"""Dagster definitions: problems, the base model, rounds 1-4, their evaluations, and the jobs
-(round_1..round_4, evolve, evaluate)."""
+"""Dagster definitions: problems, the base model, rounds 1-4, their evaluations, the demo summary, and
+the jobs (round_1..round_4, evolve, evaluate, demo)."""
 
 from dagster import Definitions, in_process_executor
 
+from rstar_pipeline.assets.demo import demo_job, demo_summary
 from rstar_pipeline.assets.evaluation import EVAL_ASSETS, evaluate_job
 from rstar_pipeline.assets.models import base_model
 from rstar_pipeline.assets.problems import problems
@@ -11,8 +12,8 @@ from rstar_pipeline.assets.rounds import ALL_ROUNDS, evolve_job, round_job
 from rstar_pipeline.schedule import ROUNDS
 
 defs = Definitions(
-    assets=[problems, base_model, *(a for r in ROUNDS for a in ALL_ROUNDS[r]), *EVAL_ASSETS],
-    jobs=[*(round_job(r) for r in ROUNDS), evolve_job(), evaluate_job()],
+    assets=[problems, base_model, *(a for r in ROUNDS for a in ALL_ROUNDS[r]), *EVAL_ASSETS, demo_summary],
+    jobs=[*(round_job(r) for r in ROUNDS), evolve_job(), evaluate_job(), demo_job()],
     resources={"warehouse": WarehouseResource()},
     # steps share one process: on 2 cores a process per step only adds start-up time
     executor=in_process_executor,

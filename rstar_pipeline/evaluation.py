@@ -34,6 +34,7 @@ NEEDS_PPM = ("best_of_n", "mcts", "mcts_majority")
 class HeldoutConfig:
     problems: int = field(default=200, metadata={"help": "held-out mini-world problems (split 'test'); 0 = skip"})
     seed: int = field(default=0, metadata={"help": "held-out problem seed"})
+    max_level: int = field(default=6, metadata={"help": "held-out problems have levels 1 to this"})
     max_tokens: int = field(default=512, metadata={"help": "longest code block or answer, tokens"})
 
 
@@ -46,6 +47,7 @@ class EvalConfig:
         "help": "greedy, best_of_n, majority, mcts, mcts_majority (a vote over mcts_runs MCTS runs)"})
     limit: int = field(default=0, metadata={"help": "first N problems of each benchmark; 0 = all"})
     miniworld_problems: int = field(default=200, metadata={"help": "size of the mini-world benchmark"})
+    miniworld_max_level: int = field(default=6, metadata={"help": "mini-world benchmark problems have levels 1 to this"})
     n: int = field(default=8, metadata={"help": "sampled solutions per problem for best_of_n and majority"})
     temperature: float = field(default=0.7, metadata={"help": "sampling temperature for best_of_n and majority"})
     max_tokens: int = field(default=1024, metadata={"help": "longest code block or answer, tokens"})
@@ -76,7 +78,7 @@ def load_benchmark(spec: str, config: EvalConfig) -> tuple[str, list[Problem], l
     a source that cannot be read fails naming it."""
     if spec == "miniworld":
         problems_config = ProblemsConfig(count=config.miniworld_problems, split="test", seed=config.seed,
-                                         name="miniworld", limit=config.limit)
+                                         max_level=config.miniworld_max_level, name="miniworld", limit=config.limit)
     else:
         if not spec.startswith(HF_PREFIX) and not Path(spec).expanduser().exists():
             raise FileNotFoundError(f"benchmark file {spec} does not exist")
@@ -292,7 +294,8 @@ def heldout_accuracy(model_path: str, config: HeldoutConfig) -> dict:
     """Greedy pass@1 of the policy at `model_path` on held-out mini-world problems, overall and by level."""
     from rstar_pipeline.llm.hf import TransformersGenerator
 
-    problems, _ = load_problems(ProblemsConfig(count=config.problems, split="test", seed=config.seed))
+    problems, _ = load_problems(ProblemsConfig(count=config.problems, split="test", seed=config.seed,
+                                               max_level=config.max_level))
     generator = TransformersGenerator(model_path, batch_size=64)
     with closing(make_sandbox(SandboxConfig(preload=("math", "fractions")))) as sandbox:
         results = solve_greedy(problems, generator, sandbox, max_tokens=config.max_tokens)

@@ -57,7 +57,7 @@ class ProblemsConfig:
     count: int = field(default=240, metadata={"help": "mini world: number of problems to generate"})
     seed: int = field(default=0, metadata={"help": "mini world: generator seed"})
     min_level: int = field(default=1, metadata={"help": "mini world: fewest operations per problem"})
-    max_level: int = field(default=5, metadata={"help": "mini world: most operations per problem"})
+    max_level: int = field(default=6, metadata={"help": "mini world: most operations per problem"})
     limit: int = field(default=0, metadata={"help": "keep only the first N valid problems; 0 = all"})
     max_question_chars: int = field(default=20_000, metadata={"help": "longer questions are rejected"})
     max_answer_chars: int = field(default=1_000, metadata={"help": "longer answers are rejected"})

@@ -45,5 +45,6 @@ def tiny_policy(tiny_student, tmp_path_factory) -> str:
 
     path = tmp_path_factory.mktemp("tiny_policy")
     train_policy(tiny_student, step_rows(), path,
-                 PolicyTrainingConfig(max_steps=POLICY_STEPS, batch_size=16, eval_fraction=0.0))
+                 PolicyTrainingConfig(max_steps=POLICY_STEPS, batch_size=16, gradient_accumulation=1,
+                                      warmup_steps=4, eval_fraction=0.0))
     return str(path)

@@ -6,7 +6,7 @@ import pytest
 
 from rstar_pipeline.grading import is_equivalent
 from rstar_pipeline.llm.base import SamplingConfig
-from rstar_pipeline.miniworld.problems import generate, read_question
+from rstar_pipeline.miniworld.problems import SENTENCES, generate, read_question
 from rstar_pipeline.miniworld.teacher import BootstrapTeacher, TeacherConfig
 from rstar_pipeline.sandbox import make_sandbox
 from rstar_pipeline.steps import SEARCH_STOP, StepKind, load_template, output_block, parse_step, program
@@ -15,10 +15,11 @@ BOOT = load_template("bootstrap")
 
 
 def test_generator_is_seeded_and_exact():
-    """Same seed, same problems; answers are the exact result of the operations; levels 1-5."""
+    """Same seed, same problems; answers are the exact result of the operations; levels 1-5 by default."""
     a, b = generate(300, 7), generate(300, 7)
     assert a == b and a != generate(300, 8)
     assert set(p.level for p in a) == {1, 2, 3, 4, 5}
+    assert set(p.level for p in generate(300, 7, 3, 8)) == {3, 4, 5, 6, 7, 8}
     for p in a:
         value = p.start
         for op in p.ops:
@@ -62,12 +63,38 @@ def sandbox():
         yield sb
 
 
-def test_greedy_teacher_is_always_right(sandbox):
-    """At temperature 0 the teacher makes no mistakes: every solution executes to the exact answer."""
-    teacher = BootstrapTeacher()
-    for i, p in enumerate(generate(60, 2)):
+def test_greedy_teacher_without_confusions_is_always_right(sandbox):
+    """With no confusing sentences and no span, the greedy teacher makes no mistakes: every solution
+    executes to the exact answer."""
+    teacher = BootstrapTeacher(TeacherConfig(confusions=(), span=0))
+    for i, p in enumerate(generate(60, 2, max_level=8)):
         _, answer = solve(teacher, p.question, 0.0, i, sandbox)
         assert is_equivalent(answer, [str(p.answer)]), p.question
+
+
+def test_greedy_teacher_misreads_confusing_sentences_and_long_problems(sandbox):
+    """The default teacher's greedy reading fails exactly where it is confused: a 'shares with k friends'
+    or 'grows to b times' sentence, or an operation past its span; everything else it solves."""
+    teacher = BootstrapTeacher()
+    confusing = {SENTENCES["div"][1], SENTENCES["mul"][0]}
+    outcomes = collections.Counter()
+    for i, p in enumerate(generate(150, 9, max_level=7)):
+        _, answer = solve(teacher, p.question, 0.0, i, sandbox)
+        hard = p.level > 5 or bool(confusing & set(read_question(p.question).templates))
+        outcomes[hard, is_equivalent(answer, [str(p.answer)])] += 1
+    assert outcomes[False, False] == 0 and outcomes[False, True] > 20
+    assert outcomes[True, False] > 40 and outcomes[True, True] <= 0.1 * outcomes[True, False]
+
+
+def test_sampled_teacher_sometimes_reads_confusing_sentences_right(sandbox):
+    """Sampled, the teacher misreads a confusing sentence only at confusion_rate, so that search finds
+    the right reading the greedy teacher never writes."""
+    problems = [p for p in generate(200, 10, max_level=3)
+                if SENTENCES["mul"][0] in read_question(p.question).templates][:20]
+    teacher = BootstrapTeacher(TeacherConfig(mistake_rate=0.0, confusion_rate=0.5))
+    right = sum(is_equivalent(solve(teacher, p.question, 1.0, seed, sandbox)[1], [str(p.answer)])
+                for p in problems for seed in range(4))
+    assert len(problems) == 20 and 20 <= right <= 60
 
 
 def test_sampled_teacher_makes_mistakes_at_its_rate(sandbox):
@@ -75,7 +102,7 @@ def test_sampled_teacher_makes_mistakes_at_its_rate(sandbox):
     problems = generate(80, 3)
 
     def accuracy(rate):
-        teacher = BootstrapTeacher(TeacherConfig(mistake_rate=rate))
+        teacher = BootstrapTeacher(TeacherConfig(mistake_rate=rate, confusions=(), span=0))
         return sum(is_equivalent(solve(teacher, p.question, 1.0, i, sandbox)[1], [str(p.answer)])
                    for i, p in enumerate(problems)) / len(problems)
 
@@ -107,7 +134,8 @@ def test_teacher_honours_n_stop_and_seed():
     assert all(c.stop == "<end_of_step>" and "<end_of_step>" not in c.text for c in first[0])
     assert teacher.generate([prompt], s)[0] == first[0]
     no_stop = teacher.generate([prompt], SamplingConfig(n=1, temperature=0.0))[0][0]
-    assert no_stop.stop is None and no_stop.text.endswith("<end_of_step>")
+    assert no_stop.stop is None and no_stop.text.endswith("<end_of_code>")  # writes on until it needs the output
+    assert no_stop.text.count("<end_of_step>") == len(read_question(generate(1, 5)[0].question).ops) + 1
 
 
 def test_teacher_reads_the_sft_template_too():

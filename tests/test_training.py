@@ -22,8 +22,8 @@ from rstar_pipeline.training.sft import PolicyTrainingConfig, train_policy
 SFT = load_template("sft")
 TINY = StudentConfig(corpus_problems=300, vocab_size=500, hidden_size=64, layers=2, heads=2, kv_heads=1,
                      intermediate_size=128)
-RIGHT = BootstrapTeacher()
-WRONG_OPERATOR = BootstrapTeacher(TeacherConfig(mistake_rate=1.0, mistake_weights=tuple(
+RIGHT = BootstrapTeacher(TeacherConfig(confusions=(), span=0))  # greedy and never misreading: always right
+WRONG_OPERATOR = BootstrapTeacher(TeacherConfig(mistake_rate=1.0, confusions=(), span=0, mistake_weights=tuple(
     float(m == "wrong_operator") for m in MISTAKES)))
 
 
@@ -92,7 +92,8 @@ def test_sft_loss_falls_and_saves_a_hugging_face_folder(student, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     metrics = train_policy(student, solutions(48, "sft"), tmp_path,
-                           PolicyTrainingConfig(max_steps=30, batch_size=8, learning_rate=3e-3, eval_fraction=0.2))
+                           PolicyTrainingConfig(max_steps=30, batch_size=8, gradient_accumulation=1, learning_rate=3e-3,
+                                                warmup_steps=5, eval_fraction=0.2))
     assert metrics["steps"] == 30 and metrics["eval_rows"] > 0
     assert metrics["final_loss"] < 0.7 * metrics["first_loss"]
     assert metrics["eval_loss"] < 0.7 * metrics["first_loss"]  # held-out problems too, not only memorised

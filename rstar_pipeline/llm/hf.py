@@ -1,9 +1,9 @@
 """The `transformers` backend: in-process generation and PPM scoring, CPU or GPU, batched.
 
-`TransformersGenerator` left-pads many prompts into one `generate` call (sorted by length, in chunks
-of `batch_size` prompts, `n` samples each), honours stop strings (a stop string that is one token,
-as the step tags are, stops generation exactly; others go to transformers' `stop_strings`), and is
-seeded. `TransformersScorer` reads the PPM's scalar head at the last token of each prefix and
+`TransformersGenerator` left-pads many prompts into one batch (sorted by length, in chunks of
+`batch_size` prompts, `n` samples each) and decodes them with the model's KV cache in a loop of its own,
+honours stop strings (a stop string that is one token, as the step tags are, stops generation exactly;
+others are found in the decoded text), and is seeded. `TransformersScorer` reads the PPM's scalar head at the last token of each prefix and
 returns `ppm_readout(raw)`; long prefixes are cut at the start, so the step being judged is kept.
 Neither is thread-safe (torch's random state and the fast tokenizer's padding settings are shared
 state): call one from one thread at a time.
@@ -25,17 +25,41 @@ def _torch_setup(device: str, dtype: str):
 
 
 class TransformersGenerator:
+    """Batched sampling with the model's own KV cache, in a short decode loop of ours rather than
+    `model.generate`: on a small model the per-token overhead of `generate` dominates (logits processors,
+    cache bookkeeping), and a search sends n samples of the same prompt, so the prompt is encoded once and
+    its cache copied to the n rows. Rows that stop leave the batch, so a long straggler does not carry
+    the finished rows along."""
+
     def __init__(self, model: str, device: str = "auto", dtype: str = "auto", batch_size: int = 64,
                  max_prompt_tokens: int = 2048):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        self.torch, self.device, torch_dtype = _torch_setup(device, dtype)
-        self.tokenizer = AutoTokenizer.from_pretrained(model)
+        torch, device, torch_dtype = _torch_setup(device, dtype)
+        self._setup(AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype).to(device),
+                    AutoTokenizer.from_pretrained(model), batch_size, max_prompt_tokens)
+
+    @classmethod
+    def from_model(cls, model, tokenizer, batch_size: int = 64, max_prompt_tokens: int = 2048):
+        """A generator over a model already in memory (e.g. one being trained); it is put in eval mode."""
+        generator = cls.__new__(cls)
+        generator._setup(model, tokenizer, batch_size, max_prompt_tokens)
+        return generator
+
+    def _setup(self, model, tokenizer, batch_size: int, max_prompt_tokens: int) -> None:
+        import inspect
+
+        import torch
+
+        self.torch, self.model, self.device = torch, model.eval(), model.device
+        self.tokenizer = tokenizer
         self.tokenizer.padding_side, self.tokenizer.truncation_side = "left", "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype).to(self.device).eval()
         self.batch_size, self.max_prompt_tokens = batch_size, max_prompt_tokens
+        # transformers renamed `past_key_values` to `cache` (5.2x); pass the cache under the name this version reads
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
 
     def generate(self, prompts: Sequence[str], sampling: SamplingConfig) -> list[list[Completion]]:
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths pad less
@@ -50,23 +74,83 @@ class TransformersGenerator:
         torch, tok = self.torch, self.tokenizer
         enc = tok(prompts, return_tensors="pt", padding=True, truncation=True, max_length=self.max_prompt_tokens,
                   add_special_tokens=False).to(self.device)
-        stop_ids, stop_strings = self._stops(sampling.stop)
         greedy = sampling.temperature == 0
-        kwargs = dict(max_new_tokens=sampling.max_tokens, pad_token_id=tok.pad_token_id,
-                      eos_token_id=[*stop_ids, tok.eos_token_id], num_return_sequences=1 if greedy else sampling.n,
-                      do_sample=not greedy)
-        if not greedy:
-            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
-        if stop_strings:
-            kwargs.update(stop_strings=stop_strings, tokenizer=tok)
-        torch.manual_seed(seed)
-        with torch.no_grad():
-            out = self.model.generate(**enc, **kwargs)
-        new_tokens = out[:, enc["input_ids"].shape[1]:].tolist()
         per_prompt = 1 if greedy else sampling.n
-        completions = [self._completion(tokens, stop_ids, sampling) for tokens in new_tokens]
+        stop_ids, text_stops = self._stops(sampling.stop)
+        end_ids = set(stop_ids) | {tok.eos_token_id, tok.pad_token_id} - {None}
+        rng = torch.Generator(device=self.device).manual_seed(seed)
+        tokens = self._decode(enc["input_ids"], enc["attention_mask"], per_prompt, sampling, rng, end_ids, text_stops)
+        completions = [self._completion(t, stop_ids, sampling) for t in tokens]
         grouped = [completions[i * per_prompt:(i + 1) * per_prompt] for i in range(len(prompts))]
         return [group * sampling.n if greedy else group for group in grouped]
+
+    def _decode(self, ids, mask, n: int, sampling: SamplingConfig, rng, end_ids: set[int],
+                text_stops: list[str]) -> list[list[int]]:
+        """New token ids of every row (prompt-major, n rows per prompt), each up to and including the
+        token that ended it. The cache is static (written in place): a growing cache re-copies every
+        row's keys at each token, which cost 3x the forward pass of this small model. Finished rows
+        leave the batch once a quarter of it has finished."""
+        from transformers import StaticCache
+
+        torch = self.torch
+        prompt_len, budget = ids.shape[1], sampling.max_tokens
+        cache = StaticCache(config=self.model.config, max_cache_len=prompt_len + budget)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        ends = torch.tensor(sorted(end_ids), device=ids.device)
+        stop_len = max((len(s) for s in text_stops), default=0)
+        with torch.inference_mode():
+            logits = self._forward(ids, mask, positions, cache)
+            if n > 1:  # one prompt encoding, n sampled continuations
+                _select_rows(cache, torch.arange(ids.shape[0], device=ids.device).repeat_interleave(n))
+                logits, mask = logits.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
+                positions = positions.repeat_interleave(n, 0)
+            rows = torch.arange(logits.shape[0], device=ids.device)  # batch row -> output row
+            full_mask = torch.cat([mask, mask.new_zeros((len(rows), budget))], dim=1)
+            out = torch.full((len(rows), budget), -1, dtype=torch.long, device=ids.device)
+            live = torch.ones(len(rows), dtype=torch.bool, device=ids.device)
+            last = positions[:, -1:]
+            for step in range(budget):
+                chosen = self._pick(logits, sampling, rng)
+                out[rows[live], step] = chosen[live]
+                live &= ~torch.isin(chosen, ends)
+                if text_stops:
+                    for k in live.nonzero()[:, 0].tolist():
+                        tail = out[rows[k], max(0, step - stop_len - 1):step + 1].tolist()
+                        live[k] = not self._tail_stops(tail, text_stops, stop_len)
+                alive = int(live.sum())
+                if alive == 0 or step + 1 == budget:
+                    break
+                if alive <= 0.75 * len(rows):  # finished rows leave the batch and the cache
+                    index = live.nonzero()[:, 0]
+                    _select_rows(cache, index)
+                    rows, chosen, full_mask, last = rows[index], chosen[index], full_mask[index], last[index]
+                    live = live[index]
+                full_mask[:, prompt_len + step] = 1
+                last = last + 1
+                logits = self._forward(chosen[:, None], full_mask[:, :prompt_len + step + 1], last, cache)
+        return [[t for t in row if t >= 0] for row in out.tolist()]
+
+    def _forward(self, ids, mask, positions, cache):
+        kwargs = {"input_ids": ids, "attention_mask": mask, "position_ids": positions, self._cache_kw: cache,
+                  "use_cache": True, "logits_to_keep": 1}
+        return self.model(**kwargs).logits[:, -1].float()
+
+    def _pick(self, logits, sampling: SamplingConfig, rng):
+        torch = self.torch
+        if sampling.temperature == 0:
+            return logits.argmax(-1)
+        probs = torch.softmax(logits / sampling.temperature, dim=-1)
+        if sampling.top_p < 1.0:  # nucleus: the smallest set of tokens whose mass reaches top_p
+            sorted_probs, order = probs.sort(dim=-1, descending=True)
+            outside = sorted_probs.cumsum(-1) - sorted_probs >= sampling.top_p
+            sorted_probs = sorted_probs.masked_fill(outside, 0.0)
+            probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+        return torch.multinomial(probs, 1, generator=rng)[:, 0]
+
+    def _tail_stops(self, tokens: list[int], stops: list[str], stop_len: int) -> bool:
+        """A text stop string has appeared at the end of the generated text (only its tail is decoded)."""
+        tail = self.tokenizer.decode(tokens[-(stop_len + 2):])
+        return any(s in tail for s in stops)
 
     def _stops(self, stop: Sequence[str]) -> tuple[dict[int, str], list[str]]:
         """Stop strings that are a single token stop by id (exact); the rest by text."""
@@ -89,6 +173,14 @@ class TransformersGenerator:
         text = tok.decode(tokens)
         done = cut_at_stop(text, sampling.stop)
         return done if done.stop else Completion(text, "length")
+
+
+def _select_rows(cache, index) -> None:
+    """Keep (or repeat) the cache's batch rows `index`: `StaticCache` has no batch selection of its own."""
+    for layer in cache.layers:
+        if layer.is_initialized:
+            layer.keys, layer.values = layer.keys[index], layer.values[index]
+            layer.batch_size = len(index)
 
 
 class TransformersScorer:

@@ -119,7 +119,7 @@ def _pattern(template: str) -> re.Pattern:
 
 _START_RE = _pattern(START)
 _QUESTION_RE = _pattern(QUESTION)
-_OP_RES = [(kind, _pattern(t)) for kind, templates in SENTENCES.items() for t in templates]
+_OP_RES = [(kind, t, _pattern(t)) for kind, templates in SENTENCES.items() for t in templates]
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,7 @@ class ReadQuestion:
     start: int
     ops: tuple[Op, ...]
     numbers: tuple[int, ...]  # every number in the text, in order (a careless reader picks from these)
+    templates: tuple[str, ...] = ()  # the sentence template of each operation
 
 
 def read_question(question: str) -> ReadQuestion:
@@ -137,17 +138,18 @@ def read_question(question: str) -> ReadQuestion:
     start = _START_RE.fullmatch(sentences[0]) if sentences else None
     if start is None or not _QUESTION_RE.fullmatch(sentences[-1]):
         raise ValueError(f"not a mini-world question: {question[:80]!r}")
-    ops = [_read_op(s) for s in sentences[1:-1]]
+    read = [_read_op(s) for s in sentences[1:-1]]
     numbers = tuple(int(n) for n in re.findall(r"\d+", question))
-    return ReadQuestion(start["name"], start["item"], int(start["a"]), tuple(ops), numbers)
+    return ReadQuestion(start["name"], start["item"], int(start["a"]), tuple(op for op, _ in read), numbers,
+                        tuple(template for _, template in read))
 
 
-def _read_op(sentence: str) -> Op:
-    for kind, regex in _OP_RES:
+def _read_op(sentence: str) -> tuple[Op, str]:
+    for kind, template, regex in _OP_RES:
         m = regex.fullmatch(sentence)
         if m:
             groups = m.groupdict()
             if groups.get("k") is not None:
-                return Op(kind, int(groups["k"]) + 1)
-            return Op(kind, int(groups["b"]), int(groups.get("c") or 0))
+                return Op(kind, int(groups["k"]) + 1), template
+            return Op(kind, int(groups["b"]), int(groups.get("c") or 0)), template
     raise ValueError(f"unknown sentence: {sentence!r}")

@@ -1,10 +1,15 @@
-"""The mini world's student: a tiny Qwen2-style transformer with a byte-level BPE tokenizer trained
+"""The mini world's student: a tiny Llama-shaped transformer with a byte-level BPE tokenizer trained
 locally on mini-world text, the step tags as special tokens. No download: it is the base model of
 rounds 2-4 and of the PPM on the embedded default, where a real run uses e.g. Qwen2.5-Math-7B.
 
-The weights are random: everything the student knows comes from the pipeline's own SFT data. The
-tokenizer corpus is mini-world text (questions and teacher-written solutions of problems drawn from a
-separate seed), so that numbers, code and tags tokenise compactly.
+The tokenizer is GPT-2-style byte-level BPE: whole numbers stay whole pre-tokens, so " 57" is usually
+one token and copying a number from the question into the code is copying one token. The model is
+saved as `llama` with the tokenizer class `TokenizersBackend`, which transformers loads exactly as
+trained (for `qwen2` checkpoints it substitutes its own Qwen2 tokenizer, which splits digits).
+
+A real base model arrives pretrained. `pretrain_steps` gives the student the same footing: a short
+language-model run on the world's text (questions, never their solutions) and on generic Python
+snippets with their interpreter output (`miniworld/pretrain.py`); 0 keeps the weights random.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ PAD, EOS = "<|pad|>", "<|endoftext|>"
 
 @dataclass(frozen=True)
 class StudentConfig:
-    vocab_size: int = field(default=1500, metadata={"help": "BPE vocabulary size, special tokens included"})
+    vocab_size: int = field(default=1200, metadata={"help": "BPE vocabulary size, special tokens included"})
     hidden_size: int = field(default=128, metadata={"help": "model width"})
     layers: int = field(default=4, metadata={"help": "transformer layers"})
     heads: int = field(default=4, metadata={"help": "attention heads"})
@@ -32,30 +37,44 @@ class StudentConfig:
     intermediate_size: int = field(default=384, metadata={"help": "MLP width"})
     max_positions: int = field(default=1024, metadata={"help": "longest sequence, tokens"})
     corpus_problems: int = field(default=2000, metadata={"help": "mini-world problems whose text trains the tokenizer"})
-    seed: int = field(default=0, metadata={"help": "tokenizer corpus and weight initialisation seed"})
+    digit_tokens: bool = field(default=False, metadata={
+        "help": "split numbers into single digits (as Qwen2 and Llama 3 do) instead of keeping whole numbers"})
+    pretrain_steps: int = field(default=0, metadata={
+        "help": "language-model pretraining steps on the world's questions and Python snippets with their output "
+                "(no solutions); 0 = random weights"})
+    pretrain_batch_size: int = field(default=16, metadata={"help": "pretraining sequences per step"})
+    pretrain_lr: float = field(default=3e-3, metadata={"help": "pretraining learning rate (constant after warm-up)"})
+    seed: int = field(default=0, metadata={"help": "tokenizer corpus, weight initialisation and pretraining seed"})
 
 
 def build_student(out_dir: str | Path, config: StudentConfig = StudentConfig()) -> dict:
-    """Train the tokenizer, initialise the model, save both as a Hugging Face folder; returns facts."""
+    """Train the tokenizer, initialise (and pretrain) the model, save both as a Hugging Face folder;
+    returns facts."""
     import torch
-    from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, Qwen2Config
+    from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=_train_tokenizer(_corpus(config), config.vocab_size),
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=_train_tokenizer(_corpus(config), config),
                                         pad_token=PAD, eos_token=EOS, bos_token=EOS, unk_token=None,
                                         additional_special_tokens=list(SPECIAL_TOKENS), padding_side="left",
                                         model_max_length=config.max_positions)
-    model_config = Qwen2Config(
+    model_config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=config.hidden_size, intermediate_size=config.intermediate_size,
         num_hidden_layers=config.layers, num_attention_heads=config.heads, num_key_value_heads=config.kv_heads,
         max_position_embeddings=config.max_positions, tie_word_embeddings=True,
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
     torch.manual_seed(config.seed)
     model = AutoModelForCausalLM.from_config(model_config)
+    pretrained = {}
+    if config.pretrain_steps:
+        from rstar_pipeline.miniworld.pretrain import pretrain
+
+        pretrained = pretrain(model, tokenizer, config)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    facts = {"parameters": sum(p.numel() for p in model.parameters()), "vocab": len(tokenizer), **asdict(config)}
+    facts = {"parameters": sum(p.numel() for p in model.parameters()), "vocab": len(tokenizer), **pretrained,
+             **asdict(config)}
     (out / "student.json").write_text(json.dumps(facts, indent=2))
     return facts
 
@@ -82,20 +101,17 @@ def _corpus(config: StudentConfig) -> list[str]:
     return texts
 
 
-def _train_tokenizer(texts: list[str], vocab_size: int):
-    """Byte-level BPE with Qwen2's normalizer and pre-tokenizer (digits one by one). transformers loads any
-    qwen2 checkpoint's tokenizer as `Qwen2Tokenizer`, which imposes these on the saved merges; training
-    the merges on the same pre-tokens keeps the tokenizer that is used the one that was trained."""
-    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
-    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+def _train_tokenizer(texts: list[str], config: StudentConfig):
+    """GPT-2-style byte-level BPE: its pre-tokenizer keeps runs of digits together (" 123" is one
+    pre-token), so common numbers become single tokens; with `digit_tokens`, digits are split first."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.BPE())
-    tokenizer.normalizer = normalizers.NFC()
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level]) \
+        if config.digit_tokens else byte_level
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, EOS, *SPECIAL_TOKENS],
+    trainer = trainers.BpeTrainer(vocab_size=config.vocab_size, special_tokens=[PAD, EOS, *SPECIAL_TOKENS],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tokenizer.train_from_iterator(texts, trainer)
     return tokenizer

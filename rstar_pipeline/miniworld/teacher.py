@@ -5,8 +5,17 @@ It reads only the prompt text: the question (parsed back into operations) and th
 solution (how many steps are done, the variable in use, the last <output>). Sampled at a
 temperature above 0 it varies comments and code style and makes realistic mistakes at a tunable
 rate: a wrong operand or operator, an off-by-one, code that raises, a premature final answer and
-a misread output, so that the search sees good and bad branches. At temperature 0 it is the
-greedy, mistake-free teacher. It does not solve problems outside the mini world's templates.
+a misread output, so that the search sees good and bad branches.
+
+Like the paper's bootstrap model it is strong but not perfect, and its greedy reading is where it
+is weakest: two sentence kinds confuse it ("shares ... equally with k friends" read as k shares,
+not k + 1; "grows to b times as many" read as b more), and on long problems it reads the numbers
+of operations past its `span` off by one. Greedy (temperature 0) it always reads them so; sampled,
+only at `confusion_rate` and `slip_rate`, so that search with verification finds right solutions
+the greedy teacher never writes, and a student trained on them can overtake it. With
+`confusions=()` and `span=0` the greedy teacher is always right. It writes steps until one of the
+stop strings (or the end of the code block, whose output it needs, or of the answer). It does not
+solve problems outside the mini world's templates.
 """
 
 from __future__ import annotations
@@ -17,10 +26,16 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from rstar_pipeline.llm.base import Completion, SamplingConfig, cut_at_stop
-from rstar_pipeline.miniworld.problems import Op, ReadQuestion, read_question
+from rstar_pipeline.miniworld.problems import SENTENCES, Op, ReadQuestion, read_question
 from rstar_pipeline.steps import ANSWER, ANSWER_END, CODE, CODE_END, OUTPUT, OUTPUT_END, STEP_END, load_template
 
 MISTAKES = ("wrong_operand", "wrong_operator", "off_by_one", "code_error", "premature_answer")
+# Sentences the teacher can misread, and how: the sentence template and the operation it reads instead.
+CONFUSIONS = {
+    "friends": (SENTENCES["div"][1], lambda op: Op("div", op.b - 1)),  # k friends + itself: k + 1 shares, not k
+    "grows": (SENTENCES["mul"][0], lambda op: Op("add", op.b)),  # grows to b times as many, not by b
+}
+MAX_STEPS = 32  # steps written in one call at most (a solution has one per operation, plus two)
 
 
 @dataclass(frozen=True)
@@ -29,12 +44,23 @@ class TeacherConfig:
     mistake_weights: tuple[float, ...] = field(
         default=(1.0, 1.0, 1.0, 1.0, 0.5),
         metadata={"help": "relative weights of " + ", ".join(MISTAKES)})
+    confusions: tuple[str, ...] = field(default=("friends", "grows"), metadata={
+        "help": "sentence kinds it misreads (" + ", ".join(CONFUSIONS) + "): always greedy, at confusion_rate sampled"})
+    confusion_rate: float = field(default=0.5, metadata={"help": "chance that a sampled step misreads a confusing sentence"})
+    span: int = field(default=5, metadata={
+        "help": "operations it reads carefully; later ones it reads off by one (always greedy, at slip_rate sampled); "
+                "0 = no limit"})
+    slip_rate: float = field(default=0.5, metadata={"help": "chance that a sampled step past the span slips"})
     templates: tuple[str, ...] = field(default=("bootstrap", "sft"), metadata={"help": "prompt templates it can read"})
     seed: int = field(default=0, metadata={"help": "teacher seed, mixed with the sampling seed"})
 
     def __post_init__(self):
-        if not 0 <= self.mistake_rate <= 1 or len(self.mistake_weights) != len(MISTAKES):
-            raise ValueError(f"mistake_rate must be in [0, 1] and mistake_weights have {len(MISTAKES)} values")
+        rates = (self.mistake_rate, self.confusion_rate, self.slip_rate)
+        if not all(0 <= r <= 1 for r in rates) or len(self.mistake_weights) != len(MISTAKES):
+            raise ValueError(f"teacher rates must be in [0, 1] and mistake_weights have {len(MISTAKES)} values")
+        unknown = [c for c in self.confusions if c not in CONFUSIONS]
+        if unknown or self.span < 0:
+            raise ValueError(f"teacher: confusions must be among {tuple(CONFUSIONS)} (not {unknown}), span >= 0")
 
 
 class BootstrapTeacher:
@@ -54,8 +80,14 @@ class BootstrapTeacher:
             read = read_question(question)
         except ValueError:
             return Completion("", "stop")  # not a mini-world problem: like a model with nothing to say
-        step = _Writer(read, partial, rng, self._mistake(rng, sampling)).next_step()
-        return cut_at_stop(step, sampling.stop)
+        text = ""
+        for _ in range(MAX_STEPS):
+            text += _Writer(read, partial + text, rng, self._mistake(rng, sampling), sampling.temperature == 0,
+                            self.config).next_step()
+            done = cut_at_stop(text, sampling.stop)
+            if done.stop or text.endswith((CODE_END, ANSWER_END)):  # a stop string, or it needs the output / is done
+                return done
+        return Completion(text, "length")
 
     def _read_prompt(self, prompt: str) -> tuple[str, str]:
         for template in self.templates:
@@ -74,8 +106,10 @@ class BootstrapTeacher:
 class _Writer:
     """Writes one step given the question and the partial solution."""
 
-    def __init__(self, q: ReadQuestion, partial: str, rng: random.Random, mistake: str | None):
+    def __init__(self, q: ReadQuestion, partial: str, rng: random.Random, mistake: str | None, greedy: bool,
+                 config: TeacherConfig):
         self.q, self.partial, self.rng, self.mistake = q, partial, rng, mistake
+        self.greedy, self.config = greedy, config
         self.var = _variable(partial) or rng.choice([q.item, "total", f"num_{q.item}"])
         self.done = partial.count(STEP_END)
 
@@ -86,7 +120,7 @@ class _Writer:
             return self._start()
         if self.done > len(self.q.ops) or (self.mistake == "premature_answer" and self.done < len(self.q.ops)):
             return self._print()
-        return self._op(self.q.ops[self.done - 1])
+        return self._op(self._reading(self.done - 1))
 
     def _start(self) -> str:
         comment = self.rng.choice([f"{self.q.name} starts with {self.q.start} {self.q.item}",
@@ -104,6 +138,21 @@ class _Writer:
         if self.mistake == "code_error":
             line = self._broken(line, b)
         return f"\n\n# Step {self.done + 1}: {comment}\n{line}\n{STEP_END}"
+
+    def _reading(self, index: int) -> Op:
+        """Operation `index` as the teacher reads it: confusing sentences and operations past its span are
+        misread always when greedy, at their rates when sampled."""
+        op, template = self.q.ops[index], self.q.templates[index]
+        for name in self.config.confusions:
+            confusing, misread = CONFUSIONS[name]
+            if template == confusing and self._misreads(self.config.confusion_rate):
+                op = misread(op)
+        if self.config.span and index >= self.config.span and self._misreads(self.config.slip_rate):
+            op = Op(op.kind, op.b + 1, op.c)
+        return op
+
+    def _misreads(self, rate: float) -> bool:
+        return self.greedy or self.rng.random() < rate
 
     def _mutate(self, op: Op) -> tuple[str, int, int]:
         kind, b, c = op.kind, op.b, op.c
