@@ -46,6 +46,9 @@ class EvalConfig:
     methods: tuple[str, ...] = field(default=("greedy",), metadata={
         "help": "greedy, best_of_n, majority, mcts, mcts_majority (a vote over mcts_runs MCTS runs)"})
     limit: int = field(default=0, metadata={"help": "first N problems of each benchmark; 0 = all"})
+    mcts_limit: int = field(default=0, metadata={
+        "help": "mcts and mcts_majority: only the first N of those problems (a search costs ~20 greedy solutions "
+                "on a CPU); 0 = all"})
     miniworld_problems: int = field(default=200, metadata={"help": "size of the mini-world benchmark"})
     miniworld_max_level: int = field(default=6, metadata={"help": "mini-world benchmark problems have levels 1 to this"})
     n: int = field(default=8, metadata={"help": "sampled solutions per problem for best_of_n and majority"})
@@ -69,8 +72,8 @@ class EvalConfig:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:
             raise ValueError(f"evaluation methods must be among {METHODS}, not {unknown or 'none'}")
-        if self.n < 1 or self.mcts_runs < 1 or min(self.limit, self.mcts_top_n) < 0:
-            raise ValueError("evaluation: n and mcts_runs must be >= 1, limit and mcts_top_n >= 0")
+        if self.n < 1 or self.mcts_runs < 1 or min(self.limit, self.mcts_top_n, self.mcts_limit) < 0:
+            raise ValueError("evaluation: n and mcts_runs must be >= 1, limit, mcts_limit and mcts_top_n >= 0")
 
 
 def load_benchmark(spec: str, config: EvalConfig) -> tuple[str, list[Problem], list[Rejected]]:
@@ -99,14 +102,14 @@ def evaluate(generator, scorer, problems, config: EvalConfig, sandbox) -> dict[s
         results = solve_greedy(problems, generator, sandbox, max_tokens=config.max_tokens)
         out["greedy"] = [_row(r.problem_id, r.prediction, r.is_correct, None) for r in results]
     if "mcts" in config.methods or "mcts_majority" in config.methods:
-        out |= _mcts(problems, generator, scorer, sandbox, config)
+        out |= _mcts(problems[:config.mcts_limit or None], generator, scorer, sandbox, config)
     sampled_methods = [m for m in config.methods if m in ("best_of_n", "majority")]
     if sampled_methods:
         sampling = SamplingConfig(n=config.n, temperature=config.temperature, max_tokens=config.max_tokens,
                                   seed=config.seed)
         groups = solve_sampled(problems, generator, sandbox, sampling)
         if "best_of_n" in sampled_methods:
-            out["best_of_n"] = [_best_of_n(p, group, scorer) for p, group in zip(problems, groups)]
+            out["best_of_n"] = _best_of_n(problems, groups, scorer)
         if "majority" in sampled_methods:
             out["majority"] = [_majority(group) for group in groups]
     return out
@@ -116,14 +119,20 @@ def _row(problem_id, prediction, correct, score) -> dict:
     return {"problem_id": problem_id, "prediction": prediction, "correct": bool(correct), "score": score}
 
 
-def _best_of_n(problem, group, scorer) -> dict:
-    """The sampled solution whose whole text the PPM scores highest (the paper's best-of-N)."""
+def _best_of_n(problems, groups, scorer) -> list[dict]:
+    """Per problem, the sampled solution whose whole text the PPM scores highest (the paper's best-of-N);
+    every solution is scored in one call (the scorer batches)."""
     from rstar_pipeline.steps import load_template
 
-    prompt = load_template("sft").build(problem.question)
-    scores = scorer.score([prompt + r.solution for r in group])
-    best = max(range(len(group)), key=lambda k: scores[k])
-    return _row(problem.problem_id, group[best].prediction, group[best].is_correct, float(scores[best]))
+    template = load_template("sft")
+    texts = [template.build(p.question) + r.solution for p, group in zip(problems, groups) for r in group]
+    scores, rows, at = scorer.score(texts), [], 0
+    for p, group in zip(problems, groups):
+        mine = scores[at:at + len(group)]
+        at += len(group)
+        best = max(range(len(group)), key=lambda k: mine[k])
+        rows.append(_row(p.problem_id, group[best].prediction, group[best].is_correct, float(mine[best])))
+    return rows
 
 
 def _majority(group) -> dict:

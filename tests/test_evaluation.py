@@ -59,9 +59,11 @@ class FixedScorer:
 def test_best_of_n_picks_the_solution_the_ppm_scores_highest():
     problem = Problem("p", "test", "test", "What is 1+1?", ("2",))
     group = [result("3", False), result("2", True), result("4", False)]
-    row = _best_of_n(problem, group, FixedScorer("{2}"))
-    assert (row["prediction"], row["correct"], row["score"]) == ("2", True, 0.9)
-    row = _best_of_n(problem, group, FixedScorer("{4}"))
+    other = Problem("q", "test", "test", "What is 2+2?", ("4",))
+    rows = _best_of_n([problem, other], [group, [result("4", True), result("2", False)]], FixedScorer("{2}"))
+    assert [(r["problem_id"], r["prediction"], r["correct"], r["score"]) for r in rows] == [
+        ("p", "2", True, 0.9), ("q", "2", False, 0.9)]  # scored in one call, read back per problem
+    [row] = _best_of_n([problem], [group], FixedScorer("{4}"))
     assert (row["prediction"], row["correct"]) == ("4", False)
 
 

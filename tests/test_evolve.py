@@ -126,17 +126,26 @@ def test_rerun_keeps_trained_models(evolved, monkeypatch):
     assert after == before  # same identities, and not written again
 
 
-def test_evaluate_job_tables_every_finished_round(evolved, monkeypatch, capsys):
-    """`evaluate` on the evolved store: rows for rounds 1-4 in the evaluations table, and the Table-6
-    markdown and the chart in the asset metadata."""
+@pytest.fixture(scope="module")
+def evaluated(evolved):
+    """The evaluate job run on the evolved store."""
     store, _ = evolved
-    monkeypatch.setenv("RSTAR_STORE", str(store.root))
     config = {"benchmarks": ["miniworld"], "methods": ["greedy", "best_of_n", "majority", "mcts", "mcts_majority"],
               "miniworld_problems": 3, "n": 2, "max_tokens": 32, "mcts_rollouts": 2, "mcts_samples": 2, "mcts_runs": 2}
-    result = defs.resolve_job_def("evaluate").execute_in_process(
-        run_config={"ops": {f"round_{r}__eval": {"config": config} for r in (1, 2, 3, 4)}, **LOGS},
-        instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RSTAR_STORE", str(store.root))
+        result = defs.resolve_job_def("evaluate").execute_in_process(
+            run_config={"ops": {f"round_{r}__eval": {"config": config} for r in (1, 2, 3, 4)}, **LOGS},
+            instance=DagsterInstance.ephemeral(), raise_on_error=False)
     assert result.success, [str(e.step_failure_data.error) for e in result.all_events if e.is_step_failure]
+    return store, result
+
+
+def test_evaluate_job_tables_every_finished_round(evaluated, monkeypatch, capsys):
+    """`evaluate` on the evolved store: rows for rounds 1-4 in the evaluations table, and the Table-6
+    markdown and the chart in the asset metadata."""
+    store, result = evaluated
+    monkeypatch.setenv("RSTAR_STORE", str(store.root))
     rows = query(store, "SELECT round, method, count(*) AS n FROM evaluations GROUP BY ALL ORDER BY ALL").to_pylist()
     assert rows == [{"round": r, "method": m, "n": 3} for r in (1, 2, 3, 4)
                     for m in ("best_of_n", "greedy", "majority", "mcts", "mcts_majority")]
@@ -148,3 +157,31 @@ def test_evaluate_job_tables_every_finished_round(evolved, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert "| round | method | miniworld |" in printed and "| 4 | mcts_majority |" in printed
     assert metadata["chart"].value.endswith(".png") and metadata["chart_preview"].value.startswith("![")
+
+
+def test_demo_summary_has_a_row_per_round_and_the_teacher(evaluated, monkeypatch):
+    """The demo/summary asset on the evaluated store: summary.json with rounds 1-4 and the teacher row,
+    every figure a fraction that agrees with the tables it comes from; markdown and PNG beside it."""
+    from dagster import AssetKey, materialize
+
+    from rstar_pipeline.assets.demo import demo_summary
+    from rstar_pipeline.assets.resources import WarehouseResource
+
+    store, _ = evaluated
+    monkeypatch.setenv("RSTAR_STORE", str(store.root))
+    result = materialize([demo_summary], resources={"warehouse": WarehouseResource()},
+                         instance=DagsterInstance.ephemeral(), selection=[AssetKey(["demo", "summary"])])
+    assert result.success
+    rows = json.loads((store.root / "demo" / "summary.json").read_text())
+    assert [r["round"] for r in rows] == [1, 2, 3, 4, "teacher"]
+    for r in rows[:4]:
+        assert {"policy_greedy", "best_of_n", "mcts_ppm", "ppm_pair_accuracy", "search_solve_rate"} <= set(r)
+        assert all(0 <= r[k] <= 1 for k in ("policy_greedy", "best_of_n", "mcts_ppm", "search_solve_rate"))
+    greedy = query(store, "SELECT round, avg(correct::int) AS a FROM evaluations WHERE method = 'greedy' "
+                          "AND round > 0 GROUP BY 1 ORDER BY 1").to_pylist()
+    assert [round(g["a"], 4) for g in greedy] == [r["policy_greedy"] for r in rows[:4]]
+    teacher = query(store, "SELECT count(*) AS n, avg(correct::int) AS a FROM evaluations WHERE model = 'teacher'"
+                    ).to_pylist()[0]
+    assert teacher["n"] == 3 and rows[4]["policy_greedy"] == round(teacher["a"], 4)
+    assert (store.root / "demo" / "summary.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| teacher |" in (store.root / "demo" / "summary.md").read_text()

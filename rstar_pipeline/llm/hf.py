@@ -87,48 +87,41 @@ class TransformersGenerator:
     def _decode(self, ids, mask, n: int, sampling: SamplingConfig, rng, end_ids: set[int],
                 text_stops: list[str]) -> list[list[int]]:
         """New token ids of every row (prompt-major, n rows per prompt), each up to and including the
-        token that ended it. The cache is static (written in place): a growing cache re-copies every
-        row's keys at each token, which cost 3x the forward pass of this small model. Finished rows
-        leave the batch once a quarter of it has finished."""
-        from transformers import StaticCache
+        token that ended it."""
+        from transformers import DynamicCache
 
         torch = self.torch
-        prompt_len, budget = ids.shape[1], sampling.max_tokens
-        cache = StaticCache(config=self.model.config, max_cache_len=prompt_len + budget)
+        cache = DynamicCache(config=self.model.config)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        ends = torch.tensor(sorted(end_ids), device=ids.device)
-        stop_len = max((len(s) for s in text_stops), default=0)
         with torch.inference_mode():
             logits = self._forward(ids, mask, positions, cache)
             if n > 1:  # one prompt encoding, n sampled continuations
-                _select_rows(cache, torch.arange(ids.shape[0], device=ids.device).repeat_interleave(n))
+                cache.batch_repeat_interleave(n)
                 logits, mask = logits.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
                 positions = positions.repeat_interleave(n, 0)
-            rows = torch.arange(logits.shape[0], device=ids.device)  # batch row -> output row
-            full_mask = torch.cat([mask, mask.new_zeros((len(rows), budget))], dim=1)
-            out = torch.full((len(rows), budget), -1, dtype=torch.long, device=ids.device)
-            live = torch.ones(len(rows), dtype=torch.bool, device=ids.device)
+            rows = list(range(logits.shape[0]))  # live rows -> output index
+            out: list[list[int]] = [[] for _ in rows]
             last = positions[:, -1:]
-            for step in range(budget):
-                chosen = self._pick(logits, sampling, rng)
-                out[rows[live], step] = chosen[live]
-                live &= ~torch.isin(chosen, ends)
-                if text_stops:
-                    for k in live.nonzero()[:, 0].tolist():
-                        tail = out[rows[k], max(0, step - stop_len - 1):step + 1].tolist()
-                        live[k] = not self._tail_stops(tail, text_stops, stop_len)
-                alive = int(live.sum())
-                if alive == 0 or step + 1 == budget:
+            stop_len = max((len(s) for s in text_stops), default=0)
+            for _ in range(sampling.max_tokens):
+                chosen = self._pick(logits, sampling, rng).tolist()
+                keep = []
+                for k, (row, t) in enumerate(zip(rows, chosen)):
+                    out[row].append(t)
+                    if t not in end_ids and not (text_stops and self._tail_stops(out[row], text_stops, stop_len)):
+                        keep.append(k)
+                if not keep or len(out[rows[0]]) >= sampling.max_tokens:
                     break
-                if alive <= 0.75 * len(rows):  # finished rows leave the batch and the cache
-                    index = live.nonzero()[:, 0]
-                    _select_rows(cache, index)
-                    rows, chosen, full_mask, last = rows[index], chosen[index], full_mask[index], last[index]
-                    live = live[index]
-                full_mask[:, prompt_len + step] = 1
+                step = torch.tensor([chosen[k] for k in keep], device=ids.device)[:, None]
+                if len(keep) < len(rows):  # finished rows leave the batch and the cache
+                    index = torch.tensor(keep, device=ids.device)
+                    cache.batch_select_indices(index)
+                    mask, last = mask[index], last[index]
+                    rows = [rows[k] for k in keep]
+                mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
                 last = last + 1
-                logits = self._forward(chosen[:, None], full_mask[:, :prompt_len + step + 1], last, cache)
-        return [[t for t in row if t >= 0] for row in out.tolist()]
+                logits = self._forward(step, mask, last, cache)
+        return out
 
     def _forward(self, ids, mask, positions, cache):
         kwargs = {"input_ids": ids, "attention_mask": mask, "position_ids": positions, self._cache_kw: cache,
@@ -173,14 +166,6 @@ class TransformersGenerator:
         text = tok.decode(tokens)
         done = cut_at_stop(text, sampling.stop)
         return done if done.stop else Completion(text, "length")
-
-
-def _select_rows(cache, index) -> None:
-    """Keep (or repeat) the cache's batch rows `index`: `StaticCache` has no batch selection of its own."""
-    for layer in cache.layers:
-        if layer.is_initialized:
-            layer.keys, layer.values = layer.keys[index], layer.values[index]
-            layer.batch_size = len(index)
 
 
 class TransformersScorer:
