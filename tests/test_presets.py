@@ -48,3 +48,23 @@ def test_gpu_evaluation_preset_carries_the_reference_values():
     config = ops["round_4__eval"]["config"]
     assert (config["mcts_rollouts"], config["mcts_samples"], config["mcts_runs"], config["mcts_top_n"]) == (12, 32, 64, 4)
     assert config["generator"]["backend"] == config["scorer"]["backend"] == "vllm"
+
+
+def test_demo_config_is_every_mini_preset_with_seeds_moved():
+    """`rstar demo --seed 2` runs the demo job with rounds 1-4 and evaluate.yaml merged, every `seed`
+    moved by 2000 and nothing else changed; the merged config validates against the demo job."""
+    from rstar_pipeline import cli
+
+    merged = {}
+    for path in cli.default_configs("demo"):
+        merged = cli._merge(merged, yaml.safe_load(path.read_text()))
+    moved = cli._offset_seeds(merged, 2000)
+    validate_run_config(defs.resolve_job_def("demo"), moved)
+    ops = moved["ops"]
+    assert {f"round_{r}__{a}" for r in ROUNDS for a in ("mcts_trees", "policy", "ppm", "eval")} <= set(ops)
+    assert ops["problems"]["config"]["seed"] == merged["ops"]["problems"]["config"]["seed"] + 2000
+    for r in ROUNDS:
+        search = ops[f"round_{r}__mcts_trees"]["config"]["search"]
+        assert search["seed"] == merged["ops"][f"round_{r}__mcts_trees"]["config"]["search"]["seed"] + 2000
+        assert search["rollouts"] == merged["ops"][f"round_{r}__mcts_trees"]["config"]["search"]["rollouts"]
+    assert cli._offset_seeds({"a": [{"seed": 1, "n": 3}], "seed": "x"}, 5) == {"a": [{"seed": 6, "n": 3}], "seed": "x"}
