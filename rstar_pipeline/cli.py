@@ -164,13 +164,8 @@ def cmd_demo(args) -> int:
 
     if args.store:
         os.environ["RSTAR_STORE"] = str(Path(args.store).resolve())
-    merged: dict = {}
-    for path in default_configs("demo") + [Path(c) for c in args.config]:
-        if not path.exists():
-            raise FileNotFoundError(f"run config {path} does not exist")
-        merged = _merge(merged, yaml.safe_load(path.read_text()) or {})
     config = _dagster_home_file(f"demo_seed_{args.seed}.yaml")
-    config.write_text(yaml.safe_dump(_offset_seeds(merged, 1000 * args.seed), sort_keys=False))
+    config.write_text(yaml.safe_dump(demo_config(args.seed, [Path(c) for c in args.config]), sort_keys=False))
     code, wall = _execute("demo", [config])
     if code != 0:
         return code
@@ -180,6 +175,33 @@ def cmd_demo(args) -> int:
     print(f"\nFigures: {folder / 'summary.json'}\nChart:   {folder / 'summary.png'}")
     _print_stage_times("demo")
     return 0
+
+
+# Where the demo job's seeds live (op, path in its config); those the presets leave out are set to their
+# default (0) first, so that `--seed` moves every one of them.
+DEMO_SEEDS = [("problems", ("seed",)), ("models__base", ("student", "seed")),
+              ("round_1__mcts_trees", ("teacher", "seed"))] + [
+    (f"round_{r}__{op}", path) for r in ROUNDS for op, path in (
+        ("mcts_trees", ("search", "seed")), ("policy", ("training", "seed")), ("policy", ("heldout", "seed")),
+        ("ppm", ("seed",)), ("eval", ("seed",)))]
+
+
+def demo_config(seed: int, extra: list[Path] = ()) -> dict:
+    """The demo's run config: every round's preset and evaluate.yaml (then `extra`) merged, every seed
+    moved by 1000 * `seed`."""
+    import yaml
+
+    merged: dict = {}
+    for path in default_configs("demo") + list(extra):
+        if not path.exists():
+            raise FileNotFoundError(f"run config {path} does not exist")
+        merged = _merge(merged, yaml.safe_load(path.read_text()) or {})
+    for op, path in DEMO_SEEDS:
+        node = merged.setdefault("ops", {}).setdefault(op, {}).setdefault("config", {})
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node.setdefault(path[-1], 0)
+    return _offset_seeds(merged, 1000 * seed)
 
 
 def _merge(base: dict, extra: dict) -> dict:

@@ -15,7 +15,8 @@ from rstar_pipeline.warehouse.store import Warehouse
 from rstar_pipeline.warehouse.views import named_queries, query
 
 SANDBOX = {"preload": ["math", "fractions"], "timeout_s": 5.0}
-TRAIN = {"max_steps": 6, "batch_size": 8, "learning_rate": 0.003, "include_previous_rounds": True}
+TRAIN = {"max_steps": 6, "batch_size": 8, "gradient_accumulation": 1, "warmup_steps": 1, "learning_rate": 0.003,
+         "include_previous_rounds": True}
 
 
 def tiny_round(r: int) -> dict:

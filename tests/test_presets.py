@@ -50,21 +50,24 @@ def test_gpu_evaluation_preset_carries_the_reference_values():
     assert config["generator"]["backend"] == config["scorer"]["backend"] == "vllm"
 
 
-def test_demo_config_is_every_mini_preset_with_seeds_moved():
-    """`rstar demo --seed 2` runs the demo job with rounds 1-4 and evaluate.yaml merged, every `seed`
-    moved by 2000 and nothing else changed; the merged config validates against the demo job."""
+def test_demo_config_is_every_mini_preset_with_every_seed_moved():
+    """`rstar demo --seed 2` runs the demo job with rounds 1-4 and evaluate.yaml merged, every seed
+    (problems, student, teacher, search, training, held-out check, PPM, evaluation) moved by 2000 and
+    nothing else changed; the config validates against the demo job."""
     from rstar_pipeline import cli
 
-    merged = {}
-    for path in cli.default_configs("demo"):
-        merged = cli._merge(merged, yaml.safe_load(path.read_text()))
-    moved = cli._offset_seeds(merged, 2000)
+    base, moved = cli.demo_config(0), cli.demo_config(2)
     validate_run_config(defs.resolve_job_def("demo"), moved)
     ops = moved["ops"]
     assert {f"round_{r}__{a}" for r in ROUNDS for a in ("mcts_trees", "policy", "ppm", "eval")} <= set(ops)
-    assert ops["problems"]["config"]["seed"] == merged["ops"]["problems"]["config"]["seed"] + 2000
+    for op, path in cli.DEMO_SEEDS:
+        before, after = base["ops"][op]["config"], ops[op]["config"]
+        for key in path:
+            before, after = before[key], after[key]
+        assert after == before + 2000, (op, path)
+    assert base["ops"]["problems"]["config"]["seed"] == yaml.safe_load(
+        (CONFIGS_DIR / "round_1.yaml").read_text())["ops"]["problems"]["config"]["seed"]
     for r in ROUNDS:
-        search = ops[f"round_{r}__mcts_trees"]["config"]["search"]
-        assert search["seed"] == merged["ops"][f"round_{r}__mcts_trees"]["config"]["search"]["seed"] + 2000
-        assert search["rollouts"] == merged["ops"][f"round_{r}__mcts_trees"]["config"]["search"]["rollouts"]
+        assert ops[f"round_{r}__mcts_trees"]["config"]["search"]["rollouts"] == \
+            base["ops"][f"round_{r}__mcts_trees"]["config"]["search"]["rollouts"]
     assert cli._offset_seeds({"a": [{"seed": 1, "n": 3}], "seed": "x"}, 5) == {"a": [{"seed": 6, "n": 3}], "seed": "x"}
