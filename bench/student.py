@@ -34,9 +34,8 @@ import tempfile
 import time
 from collections import defaultdict
 from contextlib import closing
-from dataclasses import asdict, replace
+from dataclasses import replace
 
-from rstar_pipeline.llm.base import SamplingConfig
 from rstar_pipeline.miniworld.probes import KINDS, problems, teacher_rows, token_accuracy
 from rstar_pipeline.miniworld.student import StudentConfig, build_student
 from rstar_pipeline.miniworld.teacher import BootstrapTeacher, TeacherConfig
