@@ -146,6 +146,8 @@ def search_shard(store: Warehouse, spec: RoundSearch, shard: str, generator: Gen
                  scorer: PPMScorer | None = None) -> ShardSearch:
     """Search one shard's problems and write its `tree_nodes`, unless the same result is on disk."""
     problems = read_problems(store, shard)
+    if spec.search.min_level:
+        problems = [p for p in problems if p.level is None or p.level >= spec.search.min_level]
     if spec.search.max_problems_per_shard:
         problems = sorted(problems, key=lambda p: p.problem_id)[:spec.search.max_problems_per_shard]
     budgets = rollout_budgets(store, spec, problems)

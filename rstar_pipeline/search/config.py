@@ -30,6 +30,9 @@ class SearchConfig:
         "help": "rollouts for problems no earlier round solved (round 4: more search for hard problems); 0 = rollouts"})
     max_problems_per_shard: int = field(default=0, metadata={
         "help": "search only the first N problems of each shard (a stable subset); 0 = all"})
+    min_level: int = field(default=0, metadata={
+        "help": "search only problems of at least this level (later rounds: the hard ones); problems without "
+                "a level are kept; 0 = all"})
     # > generation
     template: str = field(default="bootstrap", metadata={"help": "prompt template: a name in assets/prompts or a path"})
     temperature: float = field(default=0.7, metadata={"help": "sampling temperature"})
@@ -45,8 +48,8 @@ class SearchConfig:
             raise ValueError(f"search: unvisited must be 'zero' or 'infinite', not {self.unvisited!r}")
         if self.c_uct < 0:
             raise ValueError("search: c_uct must be >= 0")
-        if self.unsolved_rollouts < 0 or self.max_problems_per_shard < 0:
-            raise ValueError("search: unsolved_rollouts and max_problems_per_shard must be >= 0")
+        if min(self.unsolved_rollouts, self.max_problems_per_shard, self.min_level) < 0:
+            raise ValueError("search: unsolved_rollouts, max_problems_per_shard and min_level must be >= 0")
 
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(n=self.n_samples, temperature=self.temperature, top_p=self.top_p,
