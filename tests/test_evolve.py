@@ -22,7 +22,7 @@ TRAIN = {"max_steps": 6, "batch_size": 8, "gradient_accumulation": 1, "warmup_st
 def tiny_round(r: int) -> dict:
     search = {"rollouts": 2, "n_samples": 2, "seed": r}
     if r > 1:
-        search.update(max_problems_per_shard=1, max_tokens=40)
+        search.update(max_problems_per_shard=1, max_tokens=40, min_level=2)
     if r == 4:
         search["unsolved_rollouts"] = 3
     mcts = {"search": search, "sandbox": SANDBOX}
@@ -80,6 +80,15 @@ def test_later_rounds_search_with_the_previous_models(evolved):
     scored = query(store, "SELECT round, count(*) FILTER (WHERE ppm_score IS NOT NULL) AS n FROM tree_nodes "
                           "GROUP BY 1 ORDER BY 1").to_pylist()
     assert [s["n"] for s in scored[:2]] == [0, 0]  # rounds 1-2 are terminal-guided
+
+
+def test_later_rounds_search_only_problems_of_min_level(evolved):
+    """min_level (rounds 2-4 here) keeps the easy problems out of the search, before max_problems_per_shard."""
+    store, _ = evolved
+    levels = query(store, "SELECT t.round, min(p.level) AS low, count(DISTINCT problem_id) AS n FROM tree_nodes t "
+                          "JOIN problems p USING (problem_id) GROUP BY 1 ORDER BY 1").to_pylist()
+    assert levels[0]["low"] == 1  # round 1: every level
+    assert all(r["low"] >= 2 and r["n"] > 0 for r in levels[1:])
 
 
 def test_round_4_gives_unsolved_problems_more_rollouts(evolved):

@@ -54,8 +54,8 @@ def pairs(count: int, seed: str) -> list[dict]:
             prompt = SFT.build(p.question, partial)
             chosen, rejected = next_step(RIGHT, prompt), next_step(WRONG_OPERATOR, prompt, seed=depth)
             if chosen != rejected:
-                rows.append({"problem_id": f"{seed}-{i}", "prompt": prompt, "chosen": chosen, "rejected": rejected,
-                             "weight": 1 / (1 + depth)})
+                rows.append({"problem_id": f"{seed}-{i}", "kind": "step", "prompt": prompt, "chosen": chosen,
+                             "rejected": rejected, "weight": 1 / (1 + depth)})
             partial += chosen
     return rows
 
@@ -127,6 +127,9 @@ def test_ppm_read_out_is_the_same_in_training_and_search(ppm):
     accuracy = sum(c > r for c, r in zip(chosen, rejected)) / len(held_out)
     margin = sum(c - r for c, r in zip(chosen, rejected)) / len(held_out)
     assert accuracy == pytest.approx(metrics["eval_accuracy"]) and margin == pytest.approx(metrics["eval_margin"])
+    for kind in {r["kind"] for r in held_out}:  # and apart by pair kind (step pairs carry label noise)
+        mine = [c > r for c, r, row in zip(chosen, rejected, held_out) if row["kind"] == kind]
+        assert metrics[f"eval_accuracy_{kind}"] == pytest.approx(sum(mine) / len(mine))
     raw = scorer.raw([held_out[0]["prompt"] + held_out[0]["chosen"]])
     assert chosen[0] == pytest.approx(math.tanh(raw[0].item() / 5)) == pytest.approx(float(ppm_readout(raw)[0]))
     weight = torch.tensor([r["weight"] for r in held_out])

@@ -151,6 +151,10 @@ def pair_metrics(ppm_dir: str, pairs: list[dict], max_length: int = 512) -> dict
     raw_r = scorer.raw([p["prompt"] + p["rejected"] for p in pairs])
     score_c, score_r = ppm_readout(raw_c), ppm_readout(raw_r)
     weight = torch.tensor([float(p["weight"]) for p in pairs])
-    return {"loss": float(bradley_terry_loss(raw_c, raw_r, weight)),
-            "accuracy": float((score_c > score_r).float().mean()),
-            "margin": float((score_c - score_r).mean())}
+    right = score_c > score_r
+    by_kind = {}  # step pairs carry Monte-Carlo label noise that final pairs do not: report them apart
+    for kind in sorted({p["kind"] for p in pairs if p.get("kind")}):
+        mine = torch.tensor([p.get("kind") == kind for p in pairs])
+        by_kind[f"accuracy_{kind}"] = float(right[mine].float().mean())
+    return {"loss": float(bradley_terry_loss(raw_c, raw_r, weight)), "accuracy": float(right.float().mean()),
+            **by_kind, "margin": float((score_c - score_r).mean())}
