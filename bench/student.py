@@ -51,6 +51,7 @@ SANDBOX = SandboxConfig(preload=("math", "fractions"))
 VARIANTS = {
     "default": {},
     "no_pretrain": {"student": {"pretrain_steps": 0}},
+    "no_reading": {"student": {"pretrain_reading_share": 0.0}},
     "digits": {"student": {"digit_tokens": True}},
     "random_batches": {"training": {"sampling": "random", "batch_size": 32, "gradient_accumulation": 1}},
     "group_by_length": {"training": {"sampling": "group_by_length", "batch_size": 32, "gradient_accumulation": 1}},

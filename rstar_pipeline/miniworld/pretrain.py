@@ -9,7 +9,11 @@ documents, neither of which solves a mini-world problem:
 - generic Python snippets with their interpreter output and a sentence that reports the printed value
   in `\\boxed{}`, in the notebook format the pipeline uses (`<code>`, `<output>`, `<answer>`): variables
   and arithmetic, never a word problem, so it learns that the answer repeats the printed output, not
-  which operation a sentence asks for.
+  which operation a sentence asks for;
+- optionally (`pretrain_reading_share`), reading: a sentence that lists a few quantities, then code
+  that writes each number down in a commented assignment and prints one of them. A real base model has
+  read much code that takes its numbers from the text around it; this is that skill (copying a number
+  from prose into a comment and the code), with no operation of the world in it.
 
 The loop is plain PyTorch (next-token loss on every token, AdamW, constant learning rate after a
 short warm-up, gradient clipping 1.0), seeded.
@@ -20,7 +24,7 @@ from __future__ import annotations
 import random
 import time
 
-from rstar_pipeline.miniworld.problems import ITEMS, generate
+from rstar_pipeline.miniworld.problems import ITEMS, NAMES, generate
 from rstar_pipeline.steps import ANSWER, ANSWER_END, CODE, CODE_END, OUTPUT, OUTPUT_END
 
 SNIPPET_SHARE = 0.7  # of the pretraining documents; the rest are questions
@@ -45,10 +49,35 @@ def snippet(rng: random.Random) -> str:
             f"{ANSWER}{rng.choice(_REPORTS) % value}\n{ANSWER_END}")
 
 
-def documents(count: int, seed: int) -> list[str]:
+def reading(rng: random.Random) -> str:
+    """A sentence listing 2-6 quantities, code that writes each down (comment and assignment) and prints one."""
+    items = rng.sample(ITEMS, rng.randint(2, 6))
+    values = [rng.randint(2, 90) for _ in items]
+    listed = [f"{v} {item}" for v, item in zip(values, items)]
+    owner = rng.choice(sorted(NAMES))
+    sentence = rng.choice(_LISTS).format(name=owner, things=", ".join(listed[:-1]) + " and " + listed[-1])
+    lines = []
+    for k, (v, item) in enumerate(zip(values, items), 1):
+        lines += [f"# Step {k}: {owner} has {v} {item}", f"{item} = {v}"]
+    shown = rng.randrange(len(items))
+    code = "\n".join(lines + [f"print({items[shown]})"])
+    return (f"{sentence}\n{CODE}\n{code}\n{CODE_END}\n{OUTPUT}{values[shown]}{OUTPUT_END}\n"
+            f"{ANSWER}{rng.choice(_REPORTS) % values[shown]}\n{ANSWER_END}")
+
+
+_LISTS = ("{name} has {things}.", "In the box there are {things}.", "{name} counts {things}.")
+
+
+def documents(count: int, seed: int, reading_share: float = 0.0) -> list[str]:
     rng = random.Random(f"pretrain:{seed}")
     questions = [p.question for p in generate(count, f"pretrain:{seed}", 1, 8)]
-    return [snippet(rng) if rng.random() < SNIPPET_SHARE else rng.choice(questions) for _ in range(count)]
+    docs = []
+    for _ in range(count):
+        if reading_share and rng.random() < reading_share:
+            docs.append(reading(rng))
+        else:
+            docs.append(snippet(rng) if rng.random() < SNIPPET_SHARE else rng.choice(questions))
+    return docs
 
 
 def pretrain(model, tokenizer, config) -> dict:
@@ -56,7 +85,7 @@ def pretrain(model, tokenizer, config) -> dict:
     import torch
     import torch.nn.functional as F
 
-    docs = documents(config.pretrain_steps * config.pretrain_batch_size, config.seed)
+    docs = documents(config.pretrain_steps * config.pretrain_batch_size, config.seed, config.pretrain_reading_share)
     encoded = [tokenizer(d, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for d in docs]
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.pretrain_lr, betas=(0.9, 0.95), weight_decay=0.0)
     warmup = max(1, config.pretrain_steps // 10)

@@ -44,6 +44,8 @@ class StudentConfig:
                 "(no solutions); 0 = random weights"})
     pretrain_batch_size: int = field(default=16, metadata={"help": "pretraining sequences per step"})
     pretrain_lr: float = field(default=3e-3, metadata={"help": "pretraining learning rate (constant after warm-up)"})
+    pretrain_reading_share: float = field(default=0.3, metadata={
+        "help": "share of pretraining documents that read numbers from a sentence into code (no operations)"})
     seed: int = field(default=0, metadata={"help": "tokenizer corpus, weight initialisation and pretraining seed"})
 
 
