@@ -144,3 +144,24 @@ def test_teacher_reads_the_sft_template_too():
     c = BootstrapTeacher().generate([sft.build(generate(1, 6)[0].question)],
                                     SamplingConfig(n=1, temperature=0, stop=SEARCH_STOP))[0][0]
     assert c.text.startswith("<code>\n# Step 1")
+
+
+def test_pretraining_reading_documents_copy_the_sentence_and_run(sandbox):
+    """A reading document writes down every number of its sentence, in order, and its program prints the
+    value its <output> shows; with share 0 the corpus is exactly the one without reading documents."""
+    import random
+    import re
+
+    from rstar_pipeline.miniworld.pretrain import documents, reading
+    from rstar_pipeline.steps import step_code
+
+    docs = [reading(random.Random(k)) for k in range(30)]
+    for doc in docs:
+        sentence, rest = doc.split("\n", 1)
+        assigned = re.findall(r"^\w+ = (\d+)$", rest, flags=re.M)
+        assert assigned == re.findall(r"\d+", sentence) and len(assigned) >= 2
+    results = sandbox.run([step_code(doc.split("\n", 1)[1]) for doc in docs])
+    assert [r.stdout.strip() for r in results] == [re.search(r"<output>(\d+)", d).group(1) for d in docs]
+    assert documents(50, 1) == documents(50, 1, 0.0)
+    mixed = documents(200, 1, 0.3)
+    assert 30 < sum(d.count("# Step 1:") for d in mixed) < 90  # about 30% reading documents
