@@ -1,8 +1,8 @@
 """Pretraining of the mini world's base model: what a real base model knows before round 1.
 
 A model like Qwen2.5-Math-7B has read a great deal of text and of code with its output before anyone
-fine-tunes it. The student gets a small version of that: a short language-model run on two kinds of
-documents, neither of which solves a mini-world problem:
+fine-tunes it. The student gets a small version of that: a short language-model run on three kinds of
+documents, none of which solves a mini-world problem:
 
 - the world's text: mini-world questions (from their own seed, never the rounds' problems), without
   solutions: names, items, numbers and sentence shapes;
@@ -29,6 +29,7 @@ from rstar_pipeline.steps import ANSWER, ANSWER_END, CODE, CODE_END, OUTPUT, OUT
 
 SNIPPET_SHARE = 0.7  # of the pretraining documents; the rest are questions
 _VARIABLES = ("x", "y", "n", "a", "b", "total", "count", "value", "result", *ITEMS)
+_LISTS = ("{name} has {things}.", "In the box there are {things}.", "{name} counts {things}.")
 _REPORTS = ("The answer is \\boxed{%s}.", "So the value is \\boxed{%s}.", "We get \\boxed{%s}.",
             "The program prints \\boxed{%s}.")
 
@@ -63,9 +64,6 @@ def reading(rng: random.Random) -> str:
     code = "\n".join(lines + [f"print({items[shown]})"])
     return (f"{sentence}\n{CODE}\n{code}\n{CODE_END}\n{OUTPUT}{values[shown]}{OUTPUT_END}\n"
             f"{ANSWER}{rng.choice(_REPORTS) % values[shown]}\n{ANSWER_END}")
-
-
-_LISTS = ("{name} has {things}.", "In the box there are {things}.", "{name} counts {things}.")
 
 
 def documents(count: int, seed: int, reading_share: float = 0.0) -> list[str]:

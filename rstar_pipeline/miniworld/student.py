@@ -50,6 +50,10 @@ class StudentConfig:
                 "bench/student.py: the SFT transition comes ~200 steps earlier with 0.3 than with 0"})
     seed: int = field(default=0, metadata={"help": "tokenizer corpus, weight initialisation and pretraining seed"})
 
+    def __post_init__(self):
+        if not 0.0 <= self.pretrain_reading_share <= 1.0:
+            raise ValueError(f"student: pretrain_reading_share must be in [0, 1], not {self.pretrain_reading_share}")
+
 
 def build_student(out_dir: str | Path, config: StudentConfig = StudentConfig()) -> dict:
     """Train the tokenizer, initialise (and pretrain) the model, save both as a Hugging Face folder;
