@@ -4,7 +4,8 @@
 `batch_size` prompts, `n` samples each) and decodes them with the model's KV cache in a loop of its own,
 honours stop strings (a stop string that is one token, as the step tags are, stops generation exactly;
 others are found in the decoded text), and is seeded. `TransformersScorer` reads the PPM's scalar head
-at the last token of each prefix and returns `ppm_readout(raw)`; long prefixes are cut at the start, so the step being judged is kept.
+at the last token of each prefix and returns `ppm_readout(raw)`; long prefixes are cut at the start, so
+the step being judged is kept.
 Neither is thread-safe (torch's random state and the fast tokenizer's padding settings are shared
 state): call one from one thread at a time.
 """
