@@ -96,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--n", type=int, default=8, help="samples per problem for best_of_n and majority")
     ev.add_argument("--mcts-rollouts", type=int, default=8, help="rollouts per problem for mcts")
     ev.add_argument("--mcts-samples", type=int, default=4, help="children per expansion for mcts")
+    ev.add_argument("--mcts-temperature", type=float, default=1.0, help="sampling temperature of mcts expansions")
     ev.add_argument("--mcts-runs", type=int, default=4, help="MCTS runs voted on by mcts_majority")
     ev.add_argument("--mcts-top-n", type=int, default=0, help="mcts_majority: vote among the N best-scored (0: all)")
     ev.add_argument("--backend", default="transformers", choices=("transformers", "vllm", "openai"),
@@ -400,6 +401,7 @@ def cmd_eval(args) -> int:
     config = EvalConfig(benchmarks=tuple(args.benchmark), methods=tuple(args.method), limit=args.limit, n=args.n,
                         temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed,
                         mcts_rollouts=args.mcts_rollouts, mcts_samples=args.mcts_samples, mcts_runs=args.mcts_runs,
+                        mcts_temperature=args.mcts_temperature,
                         mcts_top_n=args.mcts_top_n,
                         generator=GeneratorConfig(backend=args.backend, base_urls=tuple(args.base_url)),
                         scorer=ScorerConfig(backend="vllm" if args.backend == "vllm" else "transformers"))

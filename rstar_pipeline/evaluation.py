@@ -56,6 +56,8 @@ class EvalConfig:
     max_tokens: int = field(default=1024, metadata={"help": "longest code block or answer, tokens"})
     mcts_rollouts: int = field(default=8, metadata={"help": "mcts: rollouts per problem (paper: 8 to 64)"})
     mcts_samples: int = field(default=4, metadata={"help": "mcts: children per expansion"})
+    mcts_temperature: float = field(default=1.0, metadata={
+        "help": "mcts: sampling temperature of the expansions (reference sft_eval_mcts: 1.0)"})
     mcts_runs: int = field(default=4, metadata={"help": "mcts_majority: independent MCTS runs (seeds seed, seed+1, ...)"})
     mcts_top_n: int = field(default=0, metadata={
         "help": "mcts_majority: vote among the N run answers the PPM scores highest (reference eval_maj.py: 4); 0 = all"})
@@ -196,8 +198,8 @@ def _mcts_answers(problems, generator, scorer, sandbox, config: EvalConfig, seed
     from rstar_pipeline.search.tree import Terminal
 
     search = SearchConfig(rollouts=config.mcts_rollouts, n_samples=config.mcts_samples, template="sft",
-                          temperature=1.0, errors_threshold=1, ppm_init=True, max_tokens=config.max_tokens,
-                          seed=seed)
+                          temperature=config.mcts_temperature, errors_threshold=1, ppm_init=True,
+                          max_tokens=config.max_tokens, seed=seed)
     trees, _ = run_search(problems, generator, sandbox, search, scorer=scorer, grader=None)
     best = []
     for tree in trees:

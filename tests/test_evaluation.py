@@ -110,6 +110,27 @@ def test_mcts_majority_of_one_run_is_the_mcts_answer(tiny_policy):
     assert [r["score"] for r in out["mcts_majority"]] == [1.0 if r["prediction"] else 0.0 for r in out["mcts"]]
 
 
+class _RecordingGenerator:
+    """The real tiny policy, recording the sampling temperature of every generate call."""
+
+    def __init__(self, path):
+        self.inner, self.temperatures = TransformersGenerator(path, device="cpu"), set()
+
+    def generate(self, prompts, sampling):
+        self.temperatures.add(sampling.temperature)
+        return self.inner.generate(prompts, sampling)
+
+
+def test_mcts_samples_at_the_configured_temperature(tiny_policy):
+    config = EvalConfig(methods=("mcts",), miniworld_problems=2, max_tokens=32, mcts_rollouts=1, mcts_samples=2,
+                        mcts_temperature=0.4)
+    _, problems, _ = load_benchmark("miniworld", config)
+    generator = _RecordingGenerator(tiny_policy)
+    with make_sandbox(SandboxConfig(preload=("math",), workers=1)) as sandbox:
+        evaluate(generator, FixedScorer("apples"), problems, config, sandbox)
+    assert generator.temperatures == {0.4}
+
+
 @needs_shared
 def test_every_method_on_the_mini_world_and_a_real_benchmark(tiny_policy):
     """One row per problem and method, predictions as extracted, on mini-world and GSM8K problems."""
