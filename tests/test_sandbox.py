@@ -977,6 +977,35 @@ def test_program_killing_itself_is_killed(sandbox, sig):
     assert result.exit_code == -getattr(signal, sig)
 
 
+SELF_TERM = "import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\nprint('still running')\n"
+
+
+def _self_term_in_fresh_sandbox() -> ExecResult:
+    with make_sandbox(SandboxConfig(timeout_s=2, workers=1)) as sb:
+        return sb.execute(SELF_TERM)
+
+
+@pytest.mark.parametrize("how", ["ignored", "blocked"])
+def test_programs_do_not_inherit_the_callers_signal_state(how):
+    """An ignored or blocked SIGTERM survives fork and exec: the process that starts the sandbox (nohup,
+    a thread that blocks signals) must not change how the program behaves. Regression: in the full test
+    suite SIGTERM once did not end a program."""
+    if how == "ignored":
+        previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            result = _self_term_in_fresh_sandbox()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    else:
+        def blocked():  # the mask is per thread: block it only in the thread that starts the workers
+            signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])
+            return _self_term_in_fresh_sandbox()
+
+        with ThreadPoolExecutor(1) as ex:
+            result = ex.submit(blocked).result(timeout=120)
+    assert (result.status, result.exit_code, result.stdout) == (ExecStatus.KILLED, -signal.SIGTERM, "")
+
+
 # ---------------------------------------------------------------- 13. legitimate math, exact output
 
 

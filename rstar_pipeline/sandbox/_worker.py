@@ -256,6 +256,7 @@ class Jail:
         exit_code = 1
         try:
             os.setsid()
+            _fresh_signals()
             out_w, err_w, st_w = fds
             devnull = os.open(os.devnull, os.O_RDONLY)
             for src, dst in ((devnull, 0), (out_w, 1), (err_w, 2), (st_w, STATUS_FD)):
@@ -543,6 +544,24 @@ def _become_namespace_init() -> None:
         _, status = os.waitpid(pid, 0)
         os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _fresh_signals() -> None:
+    """Signal dispositions and mask as a fresh `python program.py` has them. An ignored or blocked
+    signal survives fork and exec, so without this a program would inherit whatever the process that
+    started the sandbox ignored or blocked (nohup ignores SIGHUP; a thread may block SIGTERM), and e.g.
+    `os.kill(os.getpid(), signal.SIGTERM)` would not end it."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    for sig in signal.valid_signals():
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass  # signals the C library reserves for itself
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):  # what the interpreter ignores at startup
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def _fixed_seeds() -> None:
