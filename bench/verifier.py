@@ -57,27 +57,26 @@ def step_prefixes(solution: str) -> list[str]:
 
 
 def prefix_program(prefix: str) -> str | None:
-    """The prefix's code plus a print of the variable its last step assigned (None: nothing assigned)."""
+    """The prefix's code plus a print of the variable its last step assigned (a failing program when
+    nothing is assigned: such a prefix is never right)."""
     code = prefix.split(CODE, 1)[-1].replace(STEP_END, "").replace(CODE_END, "")
     names = ASSIGNED.findall(code)
-    return f"{code}\nprint({names[-1]})" if names else None
+    return f"{code}\nprint({names[-1]})" if names else "raise SystemExit(1)"
 
 
 def label_steps(problems, groups, sandbox) -> list[list[list[bool]]]:
     """Per problem, per sample: is the solution right through step k, for each intermediate step k."""
     jobs, where = [], []
-    for i, (p, group) in enumerate(zip(problems, groups)):
+    for i, group in enumerate(groups):
         for j, sample in enumerate(group):
             for k, prefix in enumerate(step_prefixes(sample.solution)):
                 jobs.append(prefix_program(prefix))
                 where.append((i, j, k))
-    runnable = [n for n, code in enumerate(jobs) if code is not None]
-    outputs = dict(zip(runnable, sandbox.run([jobs[n] for n in runnable])))
+    outputs = sandbox.run(jobs)
     labels = [[[False] * len(step_prefixes(s.solution)) for s in group] for group in groups]
-    for n, (i, j, k) in enumerate(where):
+    for (i, j, k), out in zip(where, outputs):
         values = true_values(problems[i].question)
-        out = outputs.get(n)
-        ok = out is not None and k < len(values) and _printed(out) == str(values[k])
+        ok = k < len(values) and _printed(out) == str(values[k])
         labels[i][j][k] = ok and (k == 0 or labels[i][j][k - 1])
     return labels
 
@@ -112,16 +111,15 @@ def pair_accuracy(pairs: list[tuple[float, float]]) -> float | None:
     return round(sum(a > b for a, b in pairs) / len(pairs), 3) if pairs else None
 
 
-def step_pairs(problems, groups, labels, score) -> list[tuple[float, float]]:
+def step_pairs(groups, labels, score) -> list[tuple[float, float]]:
     """(score of a right step k, score of a wrong step k) for prefixes right through step k-1."""
     out = []
     for i, group in enumerate(groups):
         by_depth = defaultdict(lambda: ([], []))
         for j, sample in enumerate(group):
             prefixes = step_prefixes(sample.solution)
-            for k, right in enumerate(labels[i][j]):
-                if k == 0 or labels[i][j][k - 1]:
-                    by_depth[k][0 if right else 1].append(score(i, prefixes, k))
+            for k, right in enumerate(labels[i][j]):  # up to the first wrong step: the earlier ones are right
+                by_depth[k][0 if right else 1].append(score(i, prefixes, k))
                 if not right:
                     break
         for good, bad in by_depth.values():
@@ -152,7 +150,7 @@ def pairs_noise(store: Warehouse, round: int, sandbox) -> dict:
         values = true_values(question)
         for side in ("chosen", "rejected"):
             jobs.append((side, prefix_program(partial + row[side]), values[depth] if depth < len(values) else None))
-    results = sandbox.run([code or "raise SystemExit(1)" for _, code, _ in jobs])
+    results = sandbox.run([code for _, code, _ in jobs])
     for (side, _, want), out in zip(jobs, results):
         checked[f"{side}_right"] += int(want is not None and _printed(out) == str(want))
     return checked
@@ -198,7 +196,7 @@ def main() -> None:
     ppm_final = [ppm_final[k * args.n:(k + 1) * args.n] for k in range(len(groups))]
     ll_final = [[ll(pr, s.solution) for s in g] for pr, g in zip(prompts, groups)]
     for name, step_score, final in (("ppm", ppm_step, ppm_final), ("policy_ll", ll_step, ll_final)):
-        pairs = step_pairs(problems, groups, labels, step_score)
+        pairs = step_pairs(groups, labels, step_score)
         print(f"  {name:10s} step pair acc {pair_accuracy(pairs)} (n {len(pairs)})  "
               + "  ".join(f"{k} {v}" for k, v in final_figures(groups, final).items()))
 
