@@ -3,7 +3,7 @@
 MCTS can only beat greedy decoding if the PPM ranks sibling steps by whether they are right, and
 best-of-N only if it ranks whole solutions. The mini world knows the value after every operation, so
 both can be measured directly instead of against Monte-Carlo labels (which, with 4 rollouts, are
-mostly noise for steps: `pairs_noise` below). On `--problems` held-out problems (the evaluation's
+mostly noise for steps: see below). On `--problems` held-out problems (the evaluation's
 benchmark, never trained on) the round's policy samples `--n` solutions; every step prefix is run in
 the sandbox and labelled right when its value equals the true value after that many operations.
 
@@ -13,10 +13,18 @@ the sandbox and labelled right when its value equals the true value after that m
 
 Verifiers: `ppm`, the round's PPM through the scorer the search loads; `policy_ll`, the policy's own
 log-likelihood of the judged step (step pairs) or solution (final pairs), a reference point that
-needs no training. `pairs_noise`: of the round's step pairs in the store, the share whose rejected
-step is right, i.e. a label the PPM cannot learn from. No thresholds; it prints figures.
+needs no training; `--ppm DIR` adds any other PPM; `--oracle-problems N` adds `oracle_ppm`, a PPM
+trained like the round's (same start, same config) but on pairs labelled by ground truth (the
+policy's samples of N level 3+ problems of the store, step and final pairs built as above): it says
+whether clean labels are what the PPM lacks.
+
+The round's own step pairs (Monte-Carlo labels from the search): how many have a right chosen and a
+right rejected step (a label no verifier can learn); with `--completions M`, M sampled completions
+after each side, and how often they reach the answer from a right and from a wrong step: what extra
+rollouts per node would buy as a label. No thresholds; it prints figures.
 
     .venv/bin/python bench/verifier.py --store warehouse/store --round 4
+    .venv/bin/python bench/verifier.py --store warehouse/store --round 4 --completions 4 --oracle-problems 400
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from rstar_pipeline.evaluation import EvalConfig, load_benchmark
 from rstar_pipeline.llm.base import SamplingConfig
 from rstar_pipeline.llm.hf import TransformersGenerator, TransformersScorer
 from rstar_pipeline.miniworld.problems import read_question
+from rstar_pipeline.problemsets import Problem
 from rstar_pipeline.sandbox import SandboxConfig, make_sandbox
 from rstar_pipeline.search.greedy import solve_sampled
 from rstar_pipeline.steps import CODE, CODE_END, STEP_END, load_template
@@ -111,19 +120,24 @@ def pair_accuracy(pairs: list[tuple[float, float]]) -> float | None:
     return round(sum(a > b for a, b in pairs) / len(pairs), 3) if pairs else None
 
 
+def steps_by_depth(group, labels) -> dict[int, tuple[list, list]]:
+    """Per depth k, the step prefixes of the samples right through step k-1: (step k right, step k wrong)."""
+    by_depth = defaultdict(lambda: ([], []))
+    for sample, rights in zip(group, labels):
+        prefixes = step_prefixes(sample.solution)
+        for k, right in enumerate(rights):  # up to the first wrong step: the earlier ones are right
+            by_depth[k][0 if right else 1].append(prefixes)
+            if not right:
+                break
+    return by_depth
+
+
 def step_pairs(groups, labels, score) -> list[tuple[float, float]]:
     """(score of a right step k, score of a wrong step k) for prefixes right through step k-1."""
     out = []
     for i, group in enumerate(groups):
-        by_depth = defaultdict(lambda: ([], []))
-        for j, sample in enumerate(group):
-            prefixes = step_prefixes(sample.solution)
-            for k, right in enumerate(labels[i][j]):  # up to the first wrong step: the earlier ones are right
-                by_depth[k][0 if right else 1].append(score(i, prefixes, k))
-                if not right:
-                    break
-        for good, bad in by_depth.values():
-            out += list(itertools.product(good, bad))
+        for k, (good, bad) in steps_by_depth(group, labels[i]).items():
+            out += list(itertools.product([score(i, p, k) for p in good], [score(i, p, k) for p in bad]))
     return out
 
 
@@ -137,23 +151,95 @@ def final_figures(groups, scores) -> dict:
     return {"final_pair_acc": pair_accuracy(pairs), "final_pairs": len(pairs), "best_of_n": round(best / len(groups), 3)}
 
 
-def pairs_noise(store: Warehouse, round: int, sandbox) -> dict:
-    """Of the round's step pairs: how many have a right chosen step, and how many a right rejected one."""
+def round_step_pairs(store: Warehouse, round: int, sandbox) -> tuple[list[dict], list[tuple[bool, bool]]]:
+    """The round's step pairs and, for each, whether its chosen and its rejected step are right."""
     template = load_template("sft")
-    rows = query(store, "SELECT prompt, chosen, rejected FROM preference_pairs WHERE round = $r AND kind = 'step'",
-                 {"r": round}).to_pylist()
-    checked = {"pairs": len(rows), "chosen_right": 0, "rejected_right": 0}
-    jobs = []
+    rows = query(store, "SELECT p.prompt, p.chosen, p.rejected, q.answers FROM preference_pairs p JOIN problems q "
+                        "USING (problem_id) WHERE p.round = $r AND kind = 'step' ORDER BY ALL", {"r": round}).to_pylist()
+    jobs, wanted = [], []
     for row in rows:
         question, partial = template.split(row["prompt"])
-        depth = len(step_prefixes(partial))
-        values = true_values(question)
+        depth, values = len(step_prefixes(partial)), true_values(question)
         for side in ("chosen", "rejected"):
-            jobs.append((side, prefix_program(partial + row[side]), values[depth] if depth < len(values) else None))
-    results = sandbox.run([code for _, code, _ in jobs])
-    for (side, _, want), out in zip(jobs, results):
-        checked[f"{side}_right"] += int(want is not None and _printed(out) == str(want))
-    return checked
+            jobs.append(prefix_program(partial + row[side]))
+            wanted.append(str(values[depth]) if depth < len(values) else None)
+    right = [want is not None and _printed(out) == want for out, want in zip(sandbox.run(jobs), wanted)]
+    return rows, list(zip(right[::2], right[1::2]))
+
+
+def completion_wins(rows: list[dict], generator, sandbox, m: int, temperature: float) -> list[tuple[int, int]]:
+    """For each pair, how many of `m` sampled completions after its chosen and after its rejected step reach a
+    correct answer: the extra rollouts a cleaner label would cost."""
+    template = load_template("sft")
+    starts = [row["prompt"] + row[side] for row in rows for side in ("chosen", "rejected")]
+    problems = [Problem(str(k), "pairs", "train", question, tuple(rows[k // 2]["answers"]))
+                for k, question in enumerate(template.split(p)[0] for p in starts)]
+    groups = solve_sampled(problems, generator, sandbox, SamplingConfig(
+        n=m, temperature=temperature, max_tokens=256, seed=3), partials=[template.split(p)[1] for p in starts])
+    wins = [sum(s.is_correct for s in g) for g in groups]
+    return list(zip(wins[::2], wins[1::2]))
+
+
+def print_pair_labels(truth: list[tuple[bool, bool]], wins: list[tuple[int, int]] | None, m: int) -> None:
+    print(f"  the round's step pairs: {len(truth)}, chosen step right {sum(c for c, _ in truth)}, rejected step "
+          f"right {sum(r for _, r in truth)} (a label no verifier can learn)")
+    if not wins:
+        return
+    for side, name in enumerate(("chosen", "rejected")):
+        for right in (True, False):
+            mine = [w[side] for t, w in zip(truth, wins) if t[side] == right]
+            if mine:
+                print(f"    {name} step {'right' if right else 'wrong'} ({len(mine)}): of {m} completions "
+                      f"{sum(mine) / (m * len(mine)):.3f} correct, at least one correct in {sum(w > 0 for w in mine) / len(mine):.3f}")
+    kept = [t for t, w in zip(truth, wins) if w[1] == 0]
+    print(f"    pairs whose rejected step has no correct completion: {len(kept)}, rejected step right in "
+          f"{sum(r for _, r in kept)}")
+
+
+def oracle_pairs(problems, groups, labels, template) -> list[dict]:
+    """Pair rows for `train_ppm` labelled by ground truth: every right vs wrong step k of prefixes right
+    through k-1 (each side its whole prefix), and every correct vs wrong solution, per problem."""
+    rows = []
+    for problem, group, mine in zip(problems, groups, labels):
+        steps = [({p[k] for p in good}, {p[k] for p in bad}) for k, (good, bad) in steps_by_depth(group, mine).items()]
+        finals = ({s.solution for s in group if s.is_correct}, {s.solution for s in group if not s.is_correct})
+        for kind, (good, bad) in [*(("step", sides) for sides in steps), ("final", finals)]:
+            rows += [{"problem_id": problem.problem_id, "kind": kind, "prompt": template.build(problem.question),
+                      "chosen": g, "rejected": b, "weight": 1.0} for g, b in itertools.product(sorted(good), sorted(bad))]
+    return rows
+
+
+def train_oracle_ppm(store: Warehouse, round: int, generator, sandbox, args) -> str:
+    """A PPM trained like the round's (same start, same config) on ground-truth pairs; returns its folder."""
+    from dataclasses import fields
+
+    from rstar_pipeline.checkpoints import read
+    from rstar_pipeline.training.ppm import PPMTrainingConfig, train_ppm
+
+    rows = query(store, "SELECT problem_id, source, split, question, answers, level FROM problems WHERE level >= 3 "
+                        "ORDER BY problem_id LIMIT $n", {"n": args.oracle_problems}).to_pylist()
+    problems = [Problem(**{**r, "answers": tuple(r["answers"])}) for r in rows]
+    groups = solve_sampled(problems, generator, sandbox, SamplingConfig(
+        n=args.n, temperature=args.oracle_temperature, max_tokens=256, seed=2))
+    pairs = oracle_pairs(problems, groups, label_steps(problems, groups, sandbox), load_template("sft"))
+    recorded = read(store, round, "ppm").config
+    config = PPMTrainingConfig(**{f.name: recorded[f.name] for f in fields(PPMTrainingConfig) if f.name in recorded})
+    out = store.root / "bench" / f"oracle_ppm_round_{round}"
+    metrics = train_ppm(str(store.root / "models" / f"round_{round}" / "policy"), pairs, out, config)
+    print(f"  oracle_ppm: {len(problems)} problems, {sum(p['kind'] == 'step' for p in pairs)} step and "
+          f"{sum(p['kind'] == 'final' for p in pairs)} final pairs, {metrics['steps']} steps, "
+          f"{metrics['train_s']} s -> {out}")
+    return str(out)
+
+
+def ppm_scores(path: str, prompts: list[str], groups):
+    """A PPM's step score function and its scores of the whole solutions (per problem)."""
+    ppm = TransformersScorer(path, device="cpu")
+    final = ppm.score([pr + s.solution for pr, g in zip(prompts, groups) for s in g])
+    widths = [len(g) for g in groups]
+    starts = list(itertools.accumulate([0] + widths))
+    return (lambda i, prefixes, k: ppm.score([prompts[i] + prefixes[k]])[0],
+            [final[a:a + w] for a, w in zip(starts, widths)])
 
 
 def main() -> None:
@@ -163,6 +249,13 @@ def main() -> None:
     parser.add_argument("--problems", type=int, default=200, help="held-out problems (the last of the 500)")
     parser.add_argument("--n", type=int, default=4, help="samples per problem")
     parser.add_argument("--temperature", type=float, default=0.7)
+    parser.add_argument("--completions", type=int, default=0,
+                        help="per side of each of the round's step pairs, sample this many completions (0: off)")
+    parser.add_argument("--oracle-problems", type=int, default=0,
+                        help="train oracle_ppm on ground-truth pairs of this many of the store's problems (0: off)")
+    parser.add_argument("--oracle-temperature", type=float, default=1.0, help="sampling temperature of its data")
+    parser.add_argument("--ppm", action="append", default=[],
+                        help="another PPM folder to measure beside the round's (repeatable)")
     args = parser.parse_args()
 
     store = Warehouse(args.store)
@@ -176,26 +269,26 @@ def main() -> None:
         groups = solve_sampled(problems, generator, sandbox, SamplingConfig(
             n=args.n, temperature=args.temperature, max_tokens=256, seed=1))
         labels = label_steps(problems, groups, sandbox)
-        noise = pairs_noise(store, args.round, sandbox)
+        pair_rows, truth = round_step_pairs(store, args.round, sandbox)
+        wins = completion_wins(pair_rows, generator, sandbox, args.completions, 1.0) if args.completions else None
+        ppms = [("ppm", str(models / "ppm")), *((path, path) for path in args.ppm)]
+        if args.oracle_problems:
+            ppms.append(("oracle_ppm", train_oracle_ppm(store, args.round, generator, sandbox, args)))
     print(f"round {args.round}: {len(problems)} held-out problems x {args.n} samples at T {args.temperature} "
           f"({time.perf_counter() - start:.0f} s to sample and label)")
     flat = [s for g in groups for s in g]
     print(f"  samples correct {sum(s.is_correct for s in flat) / len(flat):.3f}  pass@{args.n} "
           f"{sum(any(s.is_correct for s in g) for g in groups) / len(groups):.3f}  first sample "
           f"{sum(g[0].is_correct for g in groups) / len(groups):.3f}")
-    print(f"  the round's step pairs: {noise['pairs']}, chosen step right {noise['chosen_right']}, "
-          f"rejected step right {noise['rejected_right']} (a label no verifier can learn)")
+    print_pair_labels(truth, wins, args.completions)
 
-    ppm = TransformersScorer(str(models / "ppm"), device="cpu")
-    ll = PolicyLikelihood(str(models / "policy"))
     prompts = [template.build(p.question) for p in problems]
-    ppm_step = lambda i, prefixes, k: ppm.score([prompts[i] + prefixes[k]])[0]
+    verifiers = [(name, *ppm_scores(path, prompts, groups)) for name, path in ppms]
+    ll = PolicyLikelihood(str(models / "policy"))
     ll_step = lambda i, prefixes, k: ll(prompts[i] + (prefixes[k - 1] if k else ""),
                                         prefixes[k][len(prefixes[k - 1]) if k else 0:])
-    ppm_final = ppm.score([pr + s.solution for pr, g in zip(prompts, groups) for s in g])
-    ppm_final = [ppm_final[k * args.n:(k + 1) * args.n] for k in range(len(groups))]
-    ll_final = [[ll(pr, s.solution) for s in g] for pr, g in zip(prompts, groups)]
-    for name, step_score, final in (("ppm", ppm_step, ppm_final), ("policy_ll", ll_step, ll_final)):
+    verifiers.append(("policy_ll", ll_step, [[ll(pr, s.solution) for s in g] for pr, g in zip(prompts, groups)]))
+    for name, step_score, final in verifiers:
         pairs = step_pairs(groups, labels, step_score)
         print(f"  {name:10s} step pair acc {pair_accuracy(pairs)} (n {len(pairs)})  "
               + "  ".join(f"{k} {v}" for k, v in final_figures(groups, final).items()))

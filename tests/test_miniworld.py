@@ -8,7 +8,9 @@ from rstar_pipeline.grading import is_equivalent
 from rstar_pipeline.llm.base import SamplingConfig
 from rstar_pipeline.miniworld.problems import SENTENCES, generate, read_question
 from rstar_pipeline.miniworld.teacher import BootstrapTeacher, TeacherConfig
+from rstar_pipeline.problemsets import Problem
 from rstar_pipeline.sandbox import make_sandbox
+from rstar_pipeline.search.greedy import solve_sampled
 from rstar_pipeline.steps import SEARCH_STOP, StepKind, load_template, output_block, parse_step, program
 
 BOOT = load_template("bootstrap")
@@ -70,6 +72,26 @@ def test_greedy_teacher_without_confusions_is_always_right(sandbox):
     for i, p in enumerate(generate(60, 2, max_level=8)):
         _, answer = solve(teacher, p.question, 0.0, i, sandbox)
         assert is_equivalent(answer, [str(p.answer)]), p.question
+
+
+def test_sampled_solutions_continue_a_partial_solution(sandbox):
+    """`solve_sampled(partials=...)` (Monte-Carlo completions of a step): each solution starts with its
+    partial solution and continues it, so a right first step leads to the answer and the same step with a
+    wrong start value leads to a wrong one."""
+    teacher = BootstrapTeacher(TeacherConfig(confusions=(), span=0))
+    mini = generate(8, 3, min_level=2, max_level=4)
+    problems = [Problem(f"p{i}", "miniworld", "test", p.question, (str(p.answer),)) for i, p in enumerate(mini)]
+    greedy = SamplingConfig(n=1, temperature=0.0, max_tokens=512)
+    whole = [g[0].solution for g in solve_sampled(problems, teacher, sandbox, greedy)]
+    firsts = [s[:s.index("<end_of_step>") + len("<end_of_step>")] for s in whole]
+    wrong = [f.replace(f"= {p.start}\n", f"= {p.start + 1}\n") for f, p in zip(firsts, mini)]
+    assert all(w != f for w, f in zip(wrong, firsts))
+    for partials, correct in ((firsts, True), (wrong, False)):
+        groups = solve_sampled(problems, teacher, sandbox, greedy, partials=partials)
+        assert [g[0].solution[:len(h)] for g, h in zip(groups, partials)] == partials
+        assert [g[0].is_correct for g in groups] == [correct] * len(problems)
+    with pytest.raises(ValueError, match="2 partial solutions for 8 problems"):
+        solve_sampled(problems, teacher, sandbox, greedy, partials=firsts[:2])
 
 
 def test_greedy_teacher_misreads_confusing_sentences_and_long_problems(sandbox):

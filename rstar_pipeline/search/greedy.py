@@ -30,14 +30,20 @@ def solve_greedy(problems: Sequence[Problem], generator: Generator, sandbox: San
 
 
 def solve_sampled(problems: Sequence[Problem], generator: Generator, sandbox: Sandbox, sampling: SamplingConfig,
-                  template: str = "sft", grader: Callable = is_equivalent) -> list[list[GreedyResult]]:
-    """`sampling.n` whole solutions per problem: code sampled with `sampling`, answers written greedily."""
+                  template: str = "sft", grader: Callable = is_equivalent,
+                  partials: Sequence[str] | None = None) -> list[list[GreedyResult]]:
+    """`sampling.n` whole solutions per problem: code sampled with `sampling`, answers written greedily.
+    With `partials`, each problem's solution continues its partial solution (steps inside the code block,
+    e.g. a search node's prefix: Monte-Carlo completions of a step); the results' solutions include it."""
     tpl = load_template(template)
+    heads = list(partials) if partials is not None else [""] * len(problems)
+    if len(heads) != len(problems):
+        raise ValueError(f"solve_sampled: {len(heads)} partial solutions for {len(problems)} problems")
     code_sampling = replace(sampling, stop=(CODE_END, ANSWER_END))
-    codes = generator.generate([tpl.build(p.question) for p in problems], code_sampling)
-    flat = [(p, c) for p, group in zip(problems, codes) for c in group]
-    texts = [c.text + (c.stop or "") for _, c in flat]
-    needs_run = [i for i, (_, c) in enumerate(flat) if c.stop == CODE_END]
+    codes = generator.generate([tpl.build(p.question, h) for p, h in zip(problems, heads)], code_sampling)
+    flat = [(p, h, c) for p, h, group in zip(problems, heads, codes) for c in group]
+    texts = [h + c.text + (c.stop or "") for _, h, c in flat]
+    needs_run = [i for i, (_, _, c) in enumerate(flat) if c.stop == CODE_END]
     results = sandbox.run([step_code(texts[i]) for i in needs_run]) if needs_run else []
     for i, r in zip(needs_run, results):
         texts[i] += output_block(r.stdout if r.ok else r.error_message)
@@ -47,7 +53,7 @@ def solve_sampled(problems: Sequence[Problem], generator: Generator, sandbox: Sa
     for i, a in zip(pending, answers):
         texts[i] += a[0].text + (a[0].stop or "")
     out = []
-    for (p, _), text in zip(flat, texts):
+    for (p, _, _), text in zip(flat, texts):
         prediction = extract_boxed(text)
         out.append(GreedyResult(p.problem_id, text, prediction, bool(grader(prediction, p.answers))))
     return [out[k * sampling.n:(k + 1) * sampling.n] for k in range(len(problems))]
