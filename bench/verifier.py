@@ -171,11 +171,11 @@ def completion_wins(rows: list[dict], generator, sandbox, m: int, temperature: f
     """For each pair, how many of `m` sampled completions after its chosen and after its rejected step reach a
     correct answer: the extra rollouts a cleaner label would cost."""
     template = load_template("sft")
-    starts = [row["prompt"] + row[side] for row in rows for side in ("chosen", "rejected")]
+    starts = [template.split(row["prompt"] + row[side]) for row in rows for side in ("chosen", "rejected")]
     problems = [Problem(str(k), "pairs", "train", question, tuple(rows[k // 2]["answers"]))
-                for k, question in enumerate(template.split(p)[0] for p in starts)]
+                for k, (question, _) in enumerate(starts)]
     groups = solve_sampled(problems, generator, sandbox, SamplingConfig(
-        n=m, temperature=temperature, max_tokens=256, seed=3), partials=[template.split(p)[1] for p in starts])
+        n=m, temperature=temperature, max_tokens=256, seed=3), partials=[partial for _, partial in starts])
     wins = [sum(s.is_correct for s in g) for g in groups]
     return list(zip(wins[::2], wins[1::2]))
 

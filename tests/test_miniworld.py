@@ -11,7 +11,7 @@ from rstar_pipeline.miniworld.teacher import BootstrapTeacher, TeacherConfig
 from rstar_pipeline.problemsets import Problem
 from rstar_pipeline.sandbox import make_sandbox
 from rstar_pipeline.search.greedy import solve_sampled
-from rstar_pipeline.steps import SEARCH_STOP, StepKind, load_template, output_block, parse_step, program
+from rstar_pipeline.steps import SEARCH_STOP, STEP_END, StepKind, load_template, output_block, parse_step, program
 
 BOOT = load_template("bootstrap")
 
@@ -83,7 +83,7 @@ def test_sampled_solutions_continue_a_partial_solution(sandbox):
     problems = [Problem(f"p{i}", "miniworld", "test", p.question, (str(p.answer),)) for i, p in enumerate(mini)]
     greedy = SamplingConfig(n=1, temperature=0.0, max_tokens=512)
     whole = [g[0].solution for g in solve_sampled(problems, teacher, sandbox, greedy)]
-    firsts = [s[:s.index("<end_of_step>") + len("<end_of_step>")] for s in whole]
+    firsts = [s[:s.index(STEP_END) + len(STEP_END)] for s in whole]
     wrong = [f.replace(f"= {p.start}\n", f"= {p.start + 1}\n") for f, p in zip(firsts, mini)]
     assert all(w != f for w, f in zip(wrong, firsts))
     for partials, correct in ((firsts, True), (wrong, False)):

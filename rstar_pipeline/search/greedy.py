@@ -18,7 +18,7 @@ from rstar_pipeline.steps import ANSWER_END, CODE_END, load_template, output_blo
 @dataclass(frozen=True)
 class GreedyResult:
     problem_id: str
-    solution: str  # the policy's text after the prompt: code, output and answer
+    solution: str  # the text after the question's prompt: code (with any given partial solution), output, answer
     prediction: str | None
     is_correct: bool
 
