@@ -34,7 +34,7 @@ def node(node_id, parent_id, depth, q=0.0, *, terminal_kind="none", is_correct=N
         "code": None, "exec_status": None if (is_root or is_answer) else exec_status, "exec_output": None,
         "terminal_kind": terminal_kind, "final_answer": ("10" if is_correct else "11") if is_answer else None,
         "is_correct": is_correct, "visits": 1, "value_sum": q, "q_value": q, "ppm_score": 0.0,
-        "consecutive_errors": 0, "created_rollout": 0, "n_children": 0,
+        "consecutive_errors": 0, "created_rollout": 0, "n_children": 0, "mc_samples": None, "mc_correct": None,
     }
 
 
@@ -314,6 +314,47 @@ def test_step_pairs_stay_within_their_problem():
     out = preference_pairs(nodes_table(rows), prompts, STEP_ONLY).to_pylist()
     assert [(r["problem_id"], r["chosen_node_id"], r["rejected_node_id"], r["prompt"]) for r in out] == [
         ("p1", 1, 2, "first\n"), ("p2", 2, 1, "second\n")]
+
+
+MC_ONLY = PairConfig(final_pairs=False, step_labels="completions", min_margin=0.75)
+
+
+def labelled(node_id, parent_id, depth, correct, samples=4, q=0.0):
+    """A code step with `correct` of `samples` Monte-Carlo completions correct."""
+    row = node(node_id, parent_id, depth, q)
+    row["mc_samples"], row["mc_correct"] = samples, correct
+    return row
+
+
+def test_completion_labels_rank_siblings_by_their_share_of_correct_completions():
+    """With step_labels 'completions', siblings rank by the share of correct completions, not by Q or the
+    answers below them; the margin applies to that share and it is what q_chosen/q_rejected record."""
+    rows = [root(),
+            labelled(1, 0, 1, 4, q=-1.0), answer(2, 1, 2, -1.0, False),   # Q and its leaf say wrong: completions say right
+            labelled(3, 0, 1, 0, q=1.0), answer(4, 3, 2, 1.0, True),      # and the other way round
+            labelled(5, 0, 1, 1), labelled(6, 0, 1, 3)]                   # 0.25 and 0.75: 6 vs 5 is within the margin
+    out = pairs(rows, MC_ONLY)
+    assert keys(out) == [(0, 1, 3), (0, 1, 5), (0, 6, 3)]
+    assert [(r["q_chosen"], r["q_rejected"]) for r in out] == [(1.0, 0.0), (1.0, 0.25), (0.75, 0.0)]
+    assert keys(pairs(rows)) == [(0, 3, 1)]  # the tree's Q and outcomes: the opposite label
+
+
+def test_completion_labels_count_a_failed_child_as_wrong_and_skip_unlabelled_prefixes():
+    """A code_error child under a labelled prefix is a rejected step (share 0); a prefix whose children have
+    no completions gives no step pair, whatever their Q."""
+    rows = [root(),
+            labelled(1, 0, 1, 3), node(2, 0, 1, -1.0, terminal_kind="code_error", exec_status="error"),
+            node(3, 1, 2, 1.0), answer(4, 3, 3, 1.0, True), node(5, 1, 2, -1.0), answer(6, 5, 3, -1.0, False)]
+    assert keys(pairs(rows, MC_ONLY)) == [(0, 1, 2)]
+    assert keys(pairs(rows)) == [(1, 3, 5)]
+
+
+def test_completion_labels_without_completions_in_the_trees_is_an_error():
+    rows = [root(), answer(1, 0, 1, 1.0, True), answer(2, 0, 1, -1.0, False)]
+    with pytest.raises(ValueError, match="no Monte-Carlo labels"):
+        pairs(rows, MC_ONLY)
+    with pytest.raises(ValueError, match="step_labels"):
+        PairConfig(step_labels="mc")
 
 
 def test_preference_pairs_empty_input():

@@ -33,6 +33,14 @@ class SearchConfig:
     min_level: int = field(default=0, metadata={
         "help": "search only problems of at least this level (later rounds: the hard ones); problems without "
                 "a level are kept; 0 = all"})
+    # > step labels
+    label_completions: int = field(default=0, metadata={
+        "help": "Monte-Carlo completions sampled after each sibling step under the prefixes of a problem's best "
+                "correct path; step pairs can then rank siblings by the share that reach a correct answer "
+                "(pairs.step_labels: completions). 0 = off: labels are the tree's Q only (paper)"})
+    label_prefixes: int = field(default=0, metadata={
+        "help": "with label_completions: at most this many prefixes per problem, from the root down; 0 = all"})
+    label_max_tokens: int = field(default=512, metadata={"help": "longest completion of the code block, tokens"})
     # > generation
     template: str = field(default="bootstrap", metadata={"help": "prompt template: a name in assets/prompts or a path"})
     temperature: float = field(default=0.7, metadata={"help": "sampling temperature"})
@@ -48,8 +56,10 @@ class SearchConfig:
             raise ValueError(f"search: unvisited must be 'zero' or 'infinite', not {self.unvisited!r}")
         if self.c_uct < 0:
             raise ValueError("search: c_uct must be >= 0")
-        if min(self.unsolved_rollouts, self.max_problems_per_shard, self.min_level) < 0:
-            raise ValueError("search: unsolved_rollouts, max_problems_per_shard and min_level must be >= 0")
+        if min(self.unsolved_rollouts, self.max_problems_per_shard, self.min_level, self.label_completions,
+               self.label_prefixes) < 0 or self.label_max_tokens < 1:
+            raise ValueError("search: unsolved_rollouts, max_problems_per_shard, min_level, label_completions and "
+                             "label_prefixes must be >= 0, label_max_tokens >= 1")
 
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(n=self.n_samples, temperature=self.temperature, top_p=self.top_p,

@@ -7,8 +7,10 @@ Step pairs: under each expanded node (the shared prefix), children that lead to 
 are positives and children that lead to a wrong answer are negatives; the `per_side` highest-Q
 positives pair with the `per_side` lowest-Q negatives (1 x `single_side_max` or
 `single_side_max` x 1 when one side has a single candidate), kept when the Q margin and the edit
-distance pass their thresholds, weighted 1 / (pos * neg). Final pairs: the best correct whole
-solutions against the worst wrong ones (wrong answer or failed code), per problem.
+distance pass their thresholds, weighted 1 / (pos * neg). With `step_labels: completions`, the
+same, under labelled prefixes only, with a child's share of correct Monte-Carlo completions
+(`search.label`) in place of its Q and of the answers below it. Final pairs: the best correct
+whole solutions against the worst wrong ones (wrong answer or failed code), per problem.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from rstar_pipeline.warehouse.schemas import PREFERENCE_PAIRS, TRAJECTORIES
 from rstar_pipeline.warehouse.store import conform
@@ -38,12 +41,17 @@ class PairConfig:
     single_side_max: int = field(default=4, metadata={"help": "other side's size when one side has one candidate"})
     min_margin: float = field(default=0.5, metadata={"help": "smallest Q(chosen) - Q(rejected) kept"})
     min_edit_distance: int = field(default=20, metadata={"help": "smallest edit distance between chosen and rejected"})
+    step_labels: str = field(default="q", metadata={
+        "help": "what ranks sibling steps: 'q' (the tree's Q; paper) or 'completions' (the share of the search's "
+                "Monte-Carlo completions that are correct: search.label_completions); recorded as q_chosen/q_rejected"})
     final_pairs: bool = field(default=True, metadata={"help": "also pair whole correct vs wrong solutions"})
     template: str = field(default="sft", metadata={"help": "prompt template of the PPM being trained"})
 
     def __post_init__(self):
         if min(self.per_side, self.single_side_max) < 1 or self.min_edit_distance < 0:
             raise ValueError("pairs: per_side and single_side_max must be >= 1, min_edit_distance >= 0")
+        if self.step_labels not in ("q", "completions"):
+            raise ValueError(f"pairs: step_labels must be 'q' or 'completions', not {self.step_labels!r}")
 
 
 def trajectories(nodes: pa.Table, prompts: pa.Table, config: TrajectoryConfig) -> pa.Table:
@@ -54,8 +62,12 @@ def trajectories(nodes: pa.Table, prompts: pa.Table, config: TrajectoryConfig) -
 
 def preference_pairs(nodes: pa.Table, prompts: pa.Table, config: PairConfig) -> pa.Table:
     """`preference_pairs` rows (step and, if configured, final) for `tree_nodes` rows."""
+    mc = config.step_labels == "completions"
+    if mc and nodes.num_rows and pc.max(nodes["mc_samples"]).as_py() is None:
+        raise ValueError("pairs: step_labels is 'completions' but these trees have no Monte-Carlo labels "
+                         "(set search.label_completions, or pairs.step_labels: q)")
     params = {"top_k": 1, "per_side": config.per_side, "single": config.single_side_max,
-              "margin": config.min_margin, "edit": config.min_edit_distance}
+              "margin": config.min_margin, "edit": config.min_edit_distance, "mc": mc}
     with _session(nodes, prompts, params) as con:
         sql = _STEP_PAIRS + ("\nUNION ALL\n" + _FINAL_PAIRS if config.final_pairs else "")
         pairs = con.sql(f"SELECT * FROM ({sql}) ORDER BY problem_id, kind DESC, prefix_node_id, "
@@ -131,21 +143,35 @@ outcomes AS (
 
 _STEP_PAIRS = f"""
 WITH {_OUTCOMES},
-kids AS (
-    SELECT n.problem_id, n.parent_id, n.node_id, n.q_value, n.step_text, n.round, n.shard,
+tree_kids AS (  -- step_labels 'q': a child's Q, and the answers below it
+    SELECT n.problem_id, n.parent_id, n.node_id, n.q_value AS label, n.step_text, n.round, n.shard,
            coalesce(o.n_correct, 0) AS n_correct, coalesce(o.n_wrong, 0) AS n_wrong
     FROM nodes n LEFT JOIN outcomes o USING (problem_id, node_id)
-    WHERE n.parent_id IS NOT NULL
+    WHERE n.parent_id IS NOT NULL AND NOT getvariable('mc')
+),
+mc_kids AS (  -- step_labels 'completions': the share of a child's completions that are correct, under
+              -- labelled prefixes only; a failed or answered child counts as its own completion
+    SELECT n.problem_id, n.parent_id, n.node_id, n.step_text, n.round, n.shard,
+           coalesce(n.mc_correct, (n.terminal_kind = 'answer' AND n.is_correct)::INTEGER) AS n_correct,
+           coalesce(n.mc_samples - n.mc_correct, 1 - (n.terminal_kind = 'answer' AND n.is_correct)::INTEGER) AS n_wrong
+    FROM nodes n
+    WHERE getvariable('mc') AND (n.mc_samples > 0 OR n.terminal_kind IN ('answer', 'code_error'))
+      AND (n.problem_id, n.parent_id) IN (SELECT (problem_id, parent_id) FROM nodes WHERE mc_samples > 0)
+),
+kids AS (
+    SELECT * FROM tree_kids
+    UNION ALL BY NAME
+    SELECT *, n_correct / (n_correct + n_wrong) AS label FROM mc_kids
 ),
 pos AS (
     SELECT *, row_number() OVER w AS r, count(*) OVER (PARTITION BY problem_id, parent_id) AS n
     FROM kids WHERE n_correct > 0
-    WINDOW w AS (PARTITION BY problem_id, parent_id ORDER BY q_value DESC, node_id)
+    WINDOW w AS (PARTITION BY problem_id, parent_id ORDER BY label DESC, node_id)
 ),
 neg AS (
     SELECT *, row_number() OVER w AS r, count(*) OVER (PARTITION BY problem_id, parent_id) AS n
     FROM kids WHERE n_wrong > 0
-    WINDOW w AS (PARTITION BY problem_id, parent_id ORDER BY q_value ASC, node_id)
+    WINDOW w AS (PARTITION BY problem_id, parent_id ORDER BY label ASC, node_id)
 ),
 groups AS (
     SELECT problem_id, parent_id, max(pos.n) AS n_pos, max(neg.n) AS n_neg
@@ -163,7 +189,7 @@ pos_n AS (SELECT problem_id, parent_id, count(*) AS pos_count FROM sel_pos GROUP
 neg_n AS (SELECT problem_id, parent_id, count(*) AS neg_count FROM sel_neg GROUP BY ALL),
 sized AS (
     SELECT c.problem_id, c.parent_id, c.node_id AS chosen_node_id, r.node_id AS rejected_node_id,
-           c.step_text AS chosen, r.step_text AS rejected, c.q_value AS q_chosen, r.q_value AS q_rejected,
+           c.step_text AS chosen, r.step_text AS rejected, c.label AS q_chosen, r.label AS q_rejected,
            c.round, c.shard, pn.pos_count, nn.neg_count
     FROM sel_pos c
     JOIN sel_neg r USING (problem_id, parent_id)

@@ -10,8 +10,10 @@ sees large batches.
 Values: an answer terminal backs up +1 (correct) or -1 (wrong) to the root; a failed terminal
 (code_error, max_depth, no_valid_child) gets -1, backed up to the root unless
 `backprop_failures` is off (the reference updates only the node). With `ppm_init`, every new
-non-terminal step starts with one visit worth its PPM score. Deterministic for a given seed,
-generator and sandbox. Turning trees into training data is in `extract`.
+non-terminal step starts with one visit worth its PPM score. With `label_completions`, the steps
+under a problem's best correct path also get Monte-Carlo labels after the search (`label`).
+Deterministic for a given seed, generator and sandbox. Turning trees into training data is in
+`extract`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from rstar_pipeline.llm.base import Completion, Generator, PPMScorer
 from rstar_pipeline.problemsets import Problem
 from rstar_pipeline.sandbox.base import ExecResult, Sandbox
 from rstar_pipeline.search.config import SearchConfig
+from rstar_pipeline.search.label import label_steps
 from rstar_pipeline.search.select import select_child
 from rstar_pipeline.search.tree import Node, Terminal, Tree
 from rstar_pipeline.steps import Step, StepKind, StepParseError, load_template, output_block, parse_step
@@ -45,6 +48,9 @@ class SearchStats:
     generate_s: float = 0.0
     execute_s: float = 0.0
     score_s: float = 0.0
+    labelled_steps: int = 0  # label_completions: steps completed and their completions
+    label_completions: int = 0
+    label_s: float = 0.0
     wall_s: float = 0.0
     failure_reasons: dict[str, int] = field(default_factory=dict)
 
@@ -62,12 +68,18 @@ def run_search(problems: Sequence[Problem], generator: Generator, sandbox: Sandb
         raise ValueError("search: ppm_init is on but no PPM scorer was given")
     if grader is None and not config.ppm_init:
         raise ValueError("search without ground truth (grader=None) values answers by the PPM: set ppm_init")
+    if grader is None and config.label_completions:
+        raise ValueError("search: label_completions needs ground truth (a grader) to count correct completions")
     search = _Search(generator, sandbox, config, scorer, grader, exec_timeout_s)
     start = time.perf_counter()
     trees = [Tree(p) for p in problems]
     budgets = list(rollouts) if rollouts is not None else [config.rollouts] * len(trees)
     for rollout in range(max(budgets, default=0)):
         search.rollout([t for t, b in zip(trees, budgets) if b > rollout], rollout)
+    if config.label_completions:
+        labels = label_steps(trees, generator, sandbox, config, grader)
+        search.stats.labelled_steps, search.stats.label_completions = labels.steps, labels.completions
+        search.stats.label_s = labels.wall_s
     search.stats.problems = len(trees)
     search.stats.nodes = sum(len(t.nodes) for t in trees)
     search.stats.wall_s = time.perf_counter() - start

@@ -40,6 +40,8 @@ class Node:
     rollout: int = -1  # the rollout that created it
     children: list[int] = field(default_factory=list)
     exhausted: bool = False  # every child is terminal or exhausted: nothing left to explore below
+    mc_samples: int | None = None  # Monte-Carlo completions after this step (search.label), if labelled
+    mc_correct: int | None = None
 
     @property
     def q(self) -> float:
@@ -116,9 +118,12 @@ class Tree:
             cols["consecutive_errors"].append(n.consecutive_errors)
             cols["created_rollout"].append(n.rollout)
             cols["n_children"].append(len(n.children))
+            cols["mc_samples"].append(n.mc_samples)
+            cols["mc_correct"].append(n.mc_correct)
         return cols
 
 
 _ROW_FIELDS = ("problem_id", "node_id", "parent_id", "depth", "kind", "step_text", "code", "exec_status",
                "exec_output", "terminal_kind", "final_answer", "is_correct", "visits", "value_sum", "q_value",
-               "ppm_score", "consecutive_errors", "created_rollout", "n_children")
+               "ppm_score", "consecutive_errors", "created_rollout", "n_children", "mc_samples",
+               "mc_correct")

@@ -51,6 +51,8 @@ TREE_NODES = pa.schema([
     ("consecutive_errors", pa.int32()),
     ("created_rollout", pa.int32()),
     ("n_children", pa.int32()),
+    ("mc_samples", pa.int32()),  # Monte-Carlo completions sampled after this step (search.label_completions); null if none
+    ("mc_correct", pa.int32()),  # how many of them reached a correct answer
 ])
 
 TRAJECTORIES = pa.schema([
