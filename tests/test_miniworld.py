@@ -1,6 +1,7 @@
 """The mini world: problem generator and the bootstrap teacher."""
 
 import collections
+from dataclasses import replace
 
 import pytest
 
@@ -221,9 +222,9 @@ def test_search_labels_sibling_steps_with_monte_carlo_completions(sandbox):
     assert len(on_path) >= 8 and len(off_path) >= 8
     assert sum(on_path) / len(on_path) > sum(off_path) / len(off_path) + 0.1  # measured: 0.61 vs 0.41
 
-    first_only, _ = run_search(problems, teacher, sandbox, SearchConfig(**{**config.__dict__, "label_prefixes": 1}))
+    first_only, _ = run_search(problems, teacher, sandbox, replace(config, label_prefixes=1))
     for tree in first_only:
         assert {n.node_id for n in tree.nodes if n.mc_samples is not None} == expected(tree, 1)
     with pytest.raises(ValueError, match="label_completions needs ground truth"):
-        run_search(problems, teacher, sandbox, SearchConfig(**{**config.__dict__, "ppm_init": True}),
+        run_search(problems, teacher, sandbox, replace(config, ppm_init=True),
                    scorer=object(), grader=None)

@@ -28,7 +28,8 @@ def tree_node(**overrides) -> dict:
         "round": 1, "shard": "shard_000", "problem_id": "p1", "node_id": 0, "parent_id": None, "depth": 0,
         "kind": "root", "step_text": "", "code": None, "exec_status": None, "exec_output": None,
         "terminal_kind": "none", "final_answer": None, "is_correct": None, "visits": 0, "value_sum": 0.0,
-        "q_value": 0.0, "ppm_score": None, "consecutive_errors": 0, "created_rollout": 0, "n_children": 0, "mc_samples": None, "mc_correct": None,
+        "q_value": 0.0, "ppm_score": None, "consecutive_errors": 0, "created_rollout": 0, "n_children": 0,
+        "mc_samples": None, "mc_correct": None,
     }
     assert set(row) == set(TREE_NODES.names)
     row.update(overrides)
