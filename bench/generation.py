@@ -2,6 +2,9 @@
 
   batched     all prompts in one `generate` call (`--batch-size` prompts per forward pass, n samples each)
   sequential  one `generate` call per prompt (n samples each), as a naive search loop would do
+  kv cache    whole greedy solutions (`--solution-tokens`, as the evaluation writes them) with the
+              generator's preallocated KV cache against transformers' `DynamicLayer` (which copies
+              the whole cache at every token); the bench checks both give the same tokens
 
 Model: the mini world's tiny student (random weights, built into a temporary directory), or
 `--model PATH` (e.g. a fine-tuned policy). Prompts: mini-world questions in the fine-tuned prompt
@@ -52,6 +55,21 @@ def run(generator: TransformersGenerator, calls: list[tuple[list[str], SamplingC
             "stopped": sum(c.stop is not None for c in completions)}
 
 
+def compare_caches(generator: TransformersGenerator, texts: list[str], sampling: SamplingConfig) -> dict:
+    """Greedy whole solutions with each KV cache, dynamic first (the baseline), same prompts."""
+    out = {}
+    for name, preallocated in (("dynamic", False), ("preallocated", True)):
+        generator.preallocated_cache = preallocated
+        start = time.perf_counter()
+        groups = generator.generate(texts, sampling)
+        out[name] = {"seconds": time.perf_counter() - start, "completions": len(groups), "stopped": 0,
+                     "texts": [g[0].text for g in groups]}
+        out[name]["tokens"] = sum(len(generator.tokenizer.encode(t, add_special_tokens=False))
+                                  for t in out[name]["texts"])
+    out["preallocated"]["same"] = out["preallocated"].pop("texts") == out["dynamic"].pop("texts")
+    return out
+
+
 def report(name: str, r: dict) -> None:
     print(f"{name:<11} {r['completions'] / r['seconds']:9.1f} completions/s {r['tokens'] / r['seconds']:9.0f} "
           f"tokens/s  ({r['completions']} completions, {r['tokens'] / r['completions']:.1f} tokens each, "
@@ -66,6 +84,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--solution-tokens", type=int, default=256, help="max_tokens of the kv-cache comparison")
     args = parser.parse_args()
 
     import torch
@@ -91,8 +110,14 @@ def main() -> None:
         # A seed per call, as a search would vary it: with one seed for all, near-uniform random weights
         # draw the same tokens whatever the prompt, and every call would end alike.
         sequential = run(generator, [([t], replace(sampling, seed=i)) for i, t in enumerate(texts)])
+        caches = compare_caches(generator, texts, replace(sampling, n=1, temperature=0.0, stop=(),
+                                                          max_tokens=args.solution_tokens))
     report("batched", batched)
     report("sequential", sequential)
+    for name, r in caches.items():
+        report(name, r)
+    print(f"preallocated / dynamic kv cache: {caches['dynamic']['seconds'] / caches['preallocated']['seconds']:.2f}x "
+          f"({args.solution_tokens} tokens, same tokens: {caches['preallocated'].pop('same')})")
     rate = lambda r, key: r[key] / r["seconds"]
     print(f"batched / sequential: {rate(batched, 'completions') / rate(sequential, 'completions'):.1f}x "
           f"completions/s, {rate(batched, 'tokens') / rate(sequential, 'tokens'):.1f}x tokens/s")

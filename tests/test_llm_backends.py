@@ -103,6 +103,23 @@ def test_seeds(generator):
     assert len({c.text for c in first[0]}) > 1  # temperature 1 really samples
 
 
+
+def test_preallocated_kv_cache_equals_transformers_dynamic_cache(generator):
+    """The generator's in-place KV cache gives exactly the tokens of transformers' DynamicLayer: greedy
+    and sampled, n rows per prompt (the cache is repeated), rows ending at different steps (it is cut
+    down to the live rows) and more tokens than one buffer chunk (it grows)."""
+    sampled = SamplingConfig(n=3, temperature=1.0, max_tokens=40, stop=SEARCH_STOP, seed=3)
+    long = replace(GREEDY, max_tokens=300)
+    try:
+        generator.preallocated_cache = False
+        expected = [generator.generate(MIXED, s) for s in (GREEDY_STEP, sampled, long)]
+    finally:
+        generator.preallocated_cache = True
+    assert [generator.generate(MIXED, s) for s in (GREEDY_STEP, sampled, long)] == expected
+    ends = {len(c.text) for group in expected[1] for c in group}
+    assert len(ends) > 3 and {c.stop for group in expected[1] for c in group} >= {"<end_of_step>", None}
+    assert max(len(generator.tokenizer.encode(g[0].text, add_special_tokens=False)) for g in expected[2]) > 256
+
 @pytest.fixture(scope="module")
 def ppm_path(tiny_student, tmp_path_factory):
     """A one-label sequence classifier made from the student, its head scaled so that raw outputs

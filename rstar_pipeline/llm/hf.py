@@ -12,9 +12,63 @@ state): call one from one thread at a time.
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 from rstar_pipeline.llm.base import Completion, SamplingConfig, cut_at_stop, ppm_readout
+
+
+@functools.cache
+def _preallocated_layer():
+    """A KV-cache layer that appends in place. transformers' `DynamicLayer` concatenates every new token's
+    keys and values onto the whole cache (`torch.cat`), so decoding L tokens copies O(L^2) memory; here the
+    cache lives in a buffer with spare room (grown by `CHUNK` tokens at a time) and each step writes one
+    position and hands attention a view of the filled part."""
+    from transformers.cache_utils import DynamicLayer
+
+    class PreallocatedLayer(DynamicLayer):
+        CHUNK = 256
+
+        def lazy_initialization(self, key_states, value_states) -> None:
+            self.device, self.length, self.is_initialized = key_states.device, 0, True
+            self._k = self._v = None
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            end = self.length + key_states.shape[-2]
+            if self._k is None or end > self._k.shape[-2]:
+                self._k, self._v = self._grown(self._k, key_states, end), self._grown(self._v, value_states, end)
+            self._k[..., self.length:end, :] = key_states
+            self._v[..., self.length:end, :] = value_states
+            self.length = end
+            self.keys, self.values = self._k[..., :end, :], self._v[..., :end, :]
+            return self.keys, self.values
+
+        def _grown(self, old, new, end: int):
+            shape = (*new.shape[:-2], end + self.CHUNK, new.shape[-1])
+            buffer = new.new_empty(shape)
+            if old is not None:
+                buffer[..., :self.length, :] = old[..., :self.length, :]
+            return buffer
+
+        def get_seq_length(self) -> int:
+            return self.length if self.is_initialized else 0
+
+        def batch_repeat_interleave(self, repeats: int) -> None:
+            if self.get_seq_length() > 0:
+                self._k, self._v = self._k.repeat_interleave(repeats, 0), self._v.repeat_interleave(repeats, 0)
+                self.keys, self.values = self._k[..., :self.length, :], self._v[..., :self.length, :]
+
+        def batch_select_indices(self, indices) -> None:
+            if self.get_seq_length() > 0:
+                self._k, self._v = self._k[indices], self._v[indices]
+                self.keys, self.values = self._k[..., :self.length, :], self._v[..., :self.length, :]
+
+        def crop(self, tokens_to_remove: int) -> None:
+            raise NotImplementedError("the generator's KV cache is never cropped")
+
+    return PreallocatedLayer
 
 
 def _torch_setup(device: str, dtype: str):
@@ -58,6 +112,7 @@ class TransformersGenerator:
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.batch_size, self.max_prompt_tokens = batch_size, max_prompt_tokens
+        self.preallocated_cache = True  # bench/generation.py compares it with transformers' DynamicLayer
         # transformers renamed `past_key_values` to `cache` (5.2x); pass the cache under the name this version reads
         params = inspect.signature(self.model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
@@ -90,9 +145,12 @@ class TransformersGenerator:
         """New token ids of every row (prompt-major, n rows per prompt), each up to and including the
         token that ended it."""
         from transformers import DynamicCache
+        from transformers.cache_utils import DynamicLayer
 
         torch = self.torch
         cache = DynamicCache(config=self.model.config)
+        if self.preallocated_cache and all(type(layer) is DynamicLayer for layer in cache.layers):
+            cache.layers = [_preallocated_layer()() for _ in cache.layers]
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
             logits = self._forward(ids, mask, positions, cache)
