@@ -246,13 +246,20 @@ class TransformersScorer:
     def raw(self, prefixes: Sequence[str]):
         """The value head's raw outputs, one per prefix, as a float tensor."""
         torch = self.torch
+        # batches of similar length pad less: a search scores prefixes from one step to whole solutions
+        order = sorted(range(len(prefixes)), key=lambda i: len(prefixes[i]))
         chunks = []
-        for start in range(0, len(prefixes), self.batch_size):
-            enc = self.tokenizer(list(prefixes[start:start + self.batch_size]), return_tensors="pt", padding=True,
-                                 truncation=True, max_length=self.max_tokens, add_special_tokens=False)
-            with torch.no_grad():
+        for start in range(0, len(order), self.batch_size):
+            batch = [prefixes[i] for i in order[start:start + self.batch_size]]
+            enc = self.tokenizer(batch, return_tensors="pt", padding=True, truncation=True, max_length=self.max_tokens,
+                                 add_special_tokens=False)
+            with torch.inference_mode():
                 chunks.append(self.model(**enc.to(self.device)).logits[:, 0].float().cpu())
-        return torch.cat(chunks) if chunks else torch.zeros(0)
+        if not chunks:
+            return torch.zeros(0)
+        raw = torch.empty(len(order))
+        raw[torch.tensor(order)] = torch.cat(chunks)
+        return raw
 
     def score(self, prefixes: Sequence[str]) -> list[float]:
         return ppm_readout(self.raw(prefixes)).tolist()
