@@ -345,7 +345,12 @@ def _run_sql(text: str, params: dict, args) -> int:
     from rstar_pipeline.warehouse.store import Warehouse
     from rstar_pipeline.warehouse.views import query
 
-    rows = query(Warehouse(store_root()), text, params).to_pylist()
+    import duckdb
+
+    try:
+        rows = query(Warehouse(store_root()), text, params).to_pylist()
+    except duckdb.Error as e:  # the user's SQL: say what DuckDB says, without a traceback
+        raise ValueError(f"SQL: {e}") from e
     if args.format == "json":
         print(json.dumps(rows, indent=2, default=str, ensure_ascii=False))
     elif args.format == "csv":

@@ -395,3 +395,16 @@ def test_named_query_runs_on_populated_store(store, name):
     sql = named_queries()[name]
     result = query(store, sql, {p: None for p in query_params(sql)})
     assert isinstance(result, pa.Table)
+
+
+def test_rstar_sql_reports_a_bad_query_without_a_traceback(store, monkeypatch, capsys):
+    """`rstar sql` with SQL DuckDB rejects: exit 2 and DuckDB's message naming the column."""
+    from rstar_pipeline import cli
+
+    store.write("tree_nodes", small_tree(round=1), "shard_000", round=1)
+    monkeypatch.setenv("RSTAR_STORE", str(store.root))
+    assert cli.main(["sql", "SELECT stats FROM search_shards"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rstar: SQL: Binder Error") and '"stats"' in err and "Traceback" not in err
+    assert cli.main(["sql", "SELECT count(*) AS n FROM tree_nodes", "--format", "json"]) == 0
+    assert '"n": 3' in capsys.readouterr().out
