@@ -422,3 +422,13 @@ def test_final_pairs_off_gives_only_step_pairs():
     assert {r["kind"] for r in out} == {"step"}
     # root: top positives 9 (1.0), 1 (0.5) of 9, 1, 2, 11; negatives 3 (-1.0), 8 (-0.375); 4 (code_error) is neither
     assert keys(out) == [(0, 1, 3), (0, 1, 8), (0, 9, 3), (0, 9, 8)]
+
+
+def test_step_pairs_off_gives_only_final_pairs_and_needs_no_labels():
+    """step_pairs=False returns exactly the final pairs, even with step_labels: completions and trees
+    without Monte-Carlo labels (rounds that do not label); both kinds off is a config error."""
+    both = pairs(_final_tree(), PairConfig())
+    out = pairs(_final_tree(), PairConfig(step_pairs=False, step_labels="completions"))
+    assert {r["kind"] for r in out} == {"final"} and out == [r for r in both if r["kind"] == "final"]
+    with pytest.raises(ValueError, match="both off"):
+        PairConfig(step_pairs=False, final_pairs=False)

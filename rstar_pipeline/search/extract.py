@@ -44,12 +44,16 @@ class PairConfig:
     step_labels: str = field(default="q", metadata={
         "help": "what ranks sibling steps: 'q' (the tree's Q; paper) or 'completions' (the share of the search's "
                 "Monte-Carlo completions that are correct: search.label_completions); recorded as q_chosen/q_rejected"})
+    step_pairs: bool = field(default=True, metadata={
+        "help": "pair sibling steps (off: only whole solutions, for rounds whose step labels would be noise)"})
     final_pairs: bool = field(default=True, metadata={"help": "also pair whole correct vs wrong solutions"})
     template: str = field(default="sft", metadata={"help": "prompt template of the PPM being trained"})
 
     def __post_init__(self):
         if min(self.per_side, self.single_side_max) < 1 or self.min_edit_distance < 0:
             raise ValueError("pairs: per_side and single_side_max must be >= 1, min_edit_distance >= 0")
+        if not (self.step_pairs or self.final_pairs):
+            raise ValueError("pairs: step_pairs and final_pairs are both off: no pairs would be made")
         if self.step_labels not in ("q", "completions"):
             raise ValueError(f"pairs: step_labels must be 'q' or 'completions', not {self.step_labels!r}")
 
@@ -62,14 +66,14 @@ def trajectories(nodes: pa.Table, prompts: pa.Table, config: TrajectoryConfig) -
 
 def preference_pairs(nodes: pa.Table, prompts: pa.Table, config: PairConfig) -> pa.Table:
     """`preference_pairs` rows (step and, if configured, final) for `tree_nodes` rows."""
-    mc = config.step_labels == "completions"
+    mc = config.step_pairs and config.step_labels == "completions"
     if mc and nodes.num_rows and pc.max(nodes["mc_samples"]).as_py() is None:
         raise ValueError("pairs: step_labels is 'completions' but these trees have no Monte-Carlo labels "
                          "(set search.label_completions, or pairs.step_labels: q)")
     params = {"top_k": 1, "per_side": config.per_side, "single": config.single_side_max,
               "margin": config.min_margin, "edit": config.min_edit_distance, "mc": mc}
     with _session(nodes, prompts, params) as con:
-        sql = _STEP_PAIRS + ("\nUNION ALL\n" + _FINAL_PAIRS if config.final_pairs else "")
+        sql = "\nUNION ALL\n".join([_STEP_PAIRS] * config.step_pairs + [_FINAL_PAIRS] * config.final_pairs)
         pairs = con.sql(f"SELECT * FROM ({sql}) ORDER BY problem_id, kind DESC, prefix_node_id, "
                         "chosen_node_id, rejected_node_id").to_arrow_table()
         return conform(pairs, PREFERENCE_PAIRS)
