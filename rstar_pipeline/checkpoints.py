@@ -173,20 +173,22 @@ def train_round_policy(store: Warehouse, round: int, config: PolicyTrainingConfi
 
 
 def train_round_ppm(store: Warehouse, round: int, config: PPMTrainingConfig) -> tuple[Checkpoint, bool]:
-    """Train the round's PPM on its preference pairs, initialised from the round's policy."""
+    """Train the round's PPM on its preference pairs, initialised from the round's policy (or, with init
+    'previous', round r-1's PPM)."""
     from rstar_pipeline.training.ppm import train_ppm
 
-    policy = resolve(store, f"round_{round}/policy")
+    previous = config.init == "previous" and round > 1
+    start = resolve(store, f"round_{round - 1}/ppm" if previous else f"round_{round}/policy")
     pairs = pair_rows(store, round, config.include_previous_rounds)
     if not pairs:
         raise ValueError(f"round {round}: no preference pairs (no node had siblings whose Q differ by the "
                          "pairs' min_margin); search more or set include_previous_rounds: true")
-    identity = digest({"policy": policy.identity, "config": asdict(config),
+    identity = digest({"policy": start.identity, "config": asdict(config),
                        "pairs": digest([(p["problem_id"], p["chosen"], p["rejected"], p["weight"]) for p in pairs])})
     done = read(store, round, "ppm")
     if done and done.identity == identity:
         return done, False
     final = _models_dir(store, f"round_{round}", "ppm")
-    metrics = _train_into(final, lambda tmp: train_ppm(policy.path, pairs, tmp, config))
-    return _write(store, Checkpoint(round, "ppm", str(final), policy.path, identity, metrics["train_pairs"],
+    metrics = _train_into(final, lambda tmp: train_ppm(start.path, pairs, tmp, config))
+    return _write(store, Checkpoint(round, "ppm", str(final), start.path, identity, metrics["train_pairs"],
                                     metrics["eval_pairs"], metrics, asdict(config))), True

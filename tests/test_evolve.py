@@ -28,10 +28,11 @@ def tiny_round(r: int) -> dict:
     mcts = {"search": search, "sandbox": SANDBOX}
     if r > 1:
         mcts["generator"] = {"batch_size": 32}
+    init = {"init": "previous"} if r > 2 else {}  # rounds 3-4 continue round r-1's models, round 2 does not
     return {f"round_{r}__mcts_trees": {"config": mcts},
-            f"round_{r}__policy": {"config": {"training": TRAIN, "heldout": {"problems": 6, "max_tokens": 40}}},
+            f"round_{r}__policy": {"config": {"training": {**TRAIN, **init}, "heldout": {"problems": 6, "max_tokens": 40}}},
             f"round_{r}__ppm": {"config": {"max_steps": 4, "batch_size": 4, "eval_fraction": 0.4,
-                                           "include_previous_rounds": True}}}
+                                           "include_previous_rounds": True, **init}}}
 
 
 BASE = {"problems": {"config": {"count": 16, "seed": 3}},
@@ -80,6 +81,19 @@ def test_later_rounds_search_with_the_previous_models(evolved):
     scored = query(store, "SELECT round, count(*) FILTER (WHERE ppm_score IS NOT NULL) AS n FROM tree_nodes "
                           "GROUP BY 1 ORDER BY 1").to_pylist()
     assert [s["n"] for s in scored[:2]] == [0, 0]  # rounds 1-2 are terminal-guided
+
+
+def test_models_start_from_the_base_and_policy_or_from_the_previous_round(evolved):
+    """init 'base' / 'policy' (the paper's): a round's policy starts from the base model and its PPM from that
+    policy; init 'previous' (rounds 3-4 here): from round r-1's policy and round r-1's PPM."""
+    store, _ = evolved
+    start = {(r["round"], r["kind"]): r["base_model"] for r in
+             query(store, "SELECT round, kind, base_model FROM checkpoints WHERE round > 0").to_pylist()}
+    base = checkpoints.resolve(store, "base").path
+    assert start[(1, "policy")] == start[(2, "policy")] == base
+    assert start[(1, "ppm")].endswith("round_1/policy") and start[(2, "ppm")].endswith("round_2/policy")
+    for r in (3, 4):
+        assert start[(r, "policy")].endswith(f"round_{r - 1}/policy") and start[(r, "ppm")].endswith(f"round_{r - 1}/ppm")
 
 
 def test_later_rounds_search_only_problems_of_min_level(evolved):

@@ -160,3 +160,10 @@ def test_training_rejects_empty_data(student, tmp_path):
         train_policy(student, [], tmp_path, PolicyTrainingConfig())
     with pytest.raises(ValueError, match="no preference pairs"):
         train_ppm(student, [], tmp_path, PPMTrainingConfig())
+
+
+def test_unknown_start_of_a_round_is_a_config_error():
+    with pytest.raises(ValueError, match="init must be 'base' or 'previous'"):
+        PolicyTrainingConfig(init="policy")
+    with pytest.raises(ValueError, match="init must be 'policy' or 'previous'"):
+        PPMTrainingConfig(init="base")

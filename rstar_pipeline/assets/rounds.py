@@ -110,9 +110,12 @@ def round_assets(r: int) -> list[AssetsDefinition]:
         context.log.info(f"policy round {r}: {'trained' if trained else 'kept (same identity)'} -> {ckpt.path}")
         return MaterializeResult(metadata=_checkpoint_metadata(ckpt, trained))
 
-    @asset(key=AssetKey([group, "ppm"]), deps=[preference_pairs, policy], group_name=group, kinds={"pytorch"})
+    previous_ppm = [AssetKey([f"round_{r - 1}", "ppm"])] if r > 1 else []  # with init: previous
+
+    @asset(key=AssetKey([group, "ppm"]), deps=[preference_pairs, policy, *previous_ppm], group_name=group,
+           kinds={"pytorch"})
     def ppm(context: AssetExecutionContext, config: PPMRunConfig, warehouse: WarehouseResource) -> MaterializeResult:
-        """The round's process preference model, initialised from the round's policy (a HF folder)."""
+        """The round's process preference model, initialised from the round's policy or the previous PPM (a HF folder)."""
         ckpt, trained = _checkpoint_or_fail(checkpoints.train_round_ppm, warehouse.store(), r,
                                             to_core(config, PPMTrainingConfig))
         context.log.info(f"ppm round {r}: {'trained' if trained else 'kept (same identity)'} -> {ckpt.path}")

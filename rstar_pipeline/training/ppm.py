@@ -3,7 +3,8 @@ last token of a step prefix, trained with the pairwise Bradley-Terry loss -log s
 each pair weighted by its weight 1/(pos*neg) (reference §5).
 
 The model is a `...ForSequenceClassification` with one label, initialised from that round's SFT
-policy (its LM head is dropped; the value head starts fresh), saved as an ordinary Hugging Face
+policy (its LM head is dropped; the value head starts fresh) or, with `init: previous`, from the
+previous round's PPM (value head included), saved as an ordinary Hugging Face
 folder. The loss is on raw rewards; every reported score goes through `ppm_readout` (tanh(raw/5)),
 the read-out the search uses: held-out metrics are computed by the same scorer the search loads.
 """
@@ -35,6 +36,9 @@ class PPMTrainingConfig:
     weighted: bool = field(default=True, metadata={"help": "weight each pair's loss by 1/(pos*neg)"})
     include_previous_rounds: bool = field(default=False, metadata={
         "help": "train on the pairs of every round so far, not only this round's (paper: off)"})
+    init: str = field(default="policy", metadata={
+        "help": "what round r's PPM starts from: 'policy' (the round's policy with a fresh value head, as the paper "
+                "does) or 'previous' (round r-1's PPM, value head included, continued: the mini world's short demo)"})
     bf16: bool = field(default=False, metadata={"help": "bfloat16 training (GPU)"})
     activation_checkpointing: bool = field(default=False, metadata={
         "help": "recompute activations in the backward pass: less memory, ~30% slower (7B models)"})
@@ -43,6 +47,8 @@ class PPMTrainingConfig:
     def __post_init__(self):
         if self.max_steps < 0 or self.batch_size < 1 or self.learning_rate <= 0 or not 0 <= self.eval_fraction < 1:
             raise ValueError(f"invalid PPM training config: {self}")
+        if self.init not in ("policy", "previous"):
+            raise ValueError(f"PPM training: init must be 'policy' or 'previous', not {self.init!r}")
 
 
 def bradley_terry_loss(r_chosen, r_rejected, weight=None):
@@ -101,7 +107,8 @@ def _tokenize(tokenizer, rows: list[dict], max_length: int) -> list[dict]:
 
 
 def train_ppm(policy_model: str, pairs: list[dict], out_dir: str | Path, config: PPMTrainingConfig) -> dict:
-    """Train a PPM from `policy_model` on pair rows {problem_id, prompt, chosen, rejected, weight}."""
+    """Train a PPM from `policy_model` (a policy, or a PPM whose value head is kept) on pair rows
+    {problem_id, prompt, chosen, rejected, weight}."""
     import torch
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainingArguments
