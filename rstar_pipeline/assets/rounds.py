@@ -115,7 +115,7 @@ def round_assets(r: int) -> list[AssetsDefinition]:
     @asset(key=AssetKey([group, "ppm"]), deps=[preference_pairs, policy, *previous_ppm], group_name=group,
            kinds={"pytorch"})
     def ppm(context: AssetExecutionContext, config: PPMRunConfig, warehouse: WarehouseResource) -> MaterializeResult:
-        """The round's process preference model, initialised from the round's policy or the previous PPM (a HF folder)."""
+        """The round's process preference model, from the round's policy or the previous PPM (a HF folder)."""
         ckpt, trained = _checkpoint_or_fail(checkpoints.train_round_ppm, warehouse.store(), r,
                                             to_core(config, PPMTrainingConfig))
         context.log.info(f"ppm round {r}: {'trained' if trained else 'kept (same identity)'} -> {ckpt.path}")

@@ -42,8 +42,11 @@ def _preallocated_layer():
             self._k[..., self.length:end, :] = key_states
             self._v[..., self.length:end, :] = value_states
             self.length = end
-            self.keys, self.values = self._k[..., :end, :], self._v[..., :end, :]
+            self._views()
             return self.keys, self.values
+
+        def _views(self) -> None:
+            self.keys, self.values = self._k[..., :self.length, :], self._v[..., :self.length, :]
 
         def _grown(self, old, new, end: int):
             shape = (*new.shape[:-2], end + self.CHUNK, new.shape[-1])
@@ -58,12 +61,12 @@ def _preallocated_layer():
         def batch_repeat_interleave(self, repeats: int) -> None:
             if self.get_seq_length() > 0:
                 self._k, self._v = self._k.repeat_interleave(repeats, 0), self._v.repeat_interleave(repeats, 0)
-                self.keys, self.values = self._k[..., :self.length, :], self._v[..., :self.length, :]
+                self._views()
 
         def batch_select_indices(self, indices) -> None:
             if self.get_seq_length() > 0:
                 self._k, self._v = self._k[indices], self._v[indices]
-                self.keys, self.values = self._k[..., :self.length, :], self._v[..., :self.length, :]
+                self._views()
 
         def crop(self, tokens_to_remove: int) -> None:
             raise NotImplementedError("the generator's KV cache is never cropped")
