@@ -183,7 +183,7 @@ def train_round_ppm(store: Warehouse, round: int, config: PPMTrainingConfig) -> 
     if not pairs:
         raise ValueError(f"round {round}: no preference pairs (no node had siblings whose Q differ by the "
                          "pairs' min_margin); search more or set include_previous_rounds: true")
-    identity = digest({"policy": start.identity, "config": asdict(config),
+    identity = digest({"start": start.identity, "config": asdict(config),
                        "pairs": digest([(p["problem_id"], p["chosen"], p["rejected"], p["weight"]) for p in pairs])})
     done = read(store, round, "ppm")
     if done and done.identity == identity:

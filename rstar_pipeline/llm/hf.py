@@ -152,6 +152,7 @@ class TransformersGenerator:
 
         torch = self.torch
         cache = DynamicCache(config=self.model.config)
+        # only plain layers are swapped: sliding-window and other kinds keep transformers' own cache
         if self.preallocated_cache and all(type(layer) is DynamicLayer for layer in cache.layers):
             cache.layers = [_preallocated_layer()() for _ in cache.layers]
         positions = (mask.cumsum(-1) - 1).clamp(min=0)

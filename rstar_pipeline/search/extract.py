@@ -73,7 +73,8 @@ def preference_pairs(nodes: pa.Table, prompts: pa.Table, config: PairConfig) -> 
     params = {"top_k": 1, "per_side": config.per_side, "single": config.single_side_max,
               "margin": config.min_margin, "edit": config.min_edit_distance, "mc": mc}
     with _session(nodes, prompts, params) as con:
-        sql = "\nUNION ALL\n".join([_STEP_PAIRS] * config.step_pairs + [_FINAL_PAIRS] * config.final_pairs)
+        parts = ([_STEP_PAIRS] if config.step_pairs else []) + ([_FINAL_PAIRS] if config.final_pairs else [])
+        sql = "\nUNION ALL\n".join(parts)
         pairs = con.sql(f"SELECT * FROM ({sql}) ORDER BY problem_id, kind DESC, prefix_node_id, "
                         "chosen_node_id, rejected_node_id").to_arrow_table()
         return conform(pairs, PREFERENCE_PAIRS)
