@@ -2,7 +2,9 @@
 
 One row per round: the search's solve rate, the SFT rows the round's policy trained on, that policy's
 greedy pass@1 on held-out problems (overall and by level), best-of-N ranked by the round's PPM, MCTS
-with the PPM (no ground truth), and the PPM's held-out pair accuracy; and a `teacher` row with the
+with the PPM (no ground truth), the PPM's held-out pair accuracy (pairs of problems held out of the PPM's
+training, though not of the policy's) and its accuracy on the policy's own best-of-N samples of the
+held-out problems (every correct vs wrong sample of one problem); and a `teacher` row with the
 bootstrap teacher's own greedy pass@1 on the same held-out problems, the baseline a student that learns
 from verified search data should overtake. The policy figures come from the `evaluations` table
 (`round_r/eval`), the others from the round's tables and checkpoints; the teacher is evaluated here,
@@ -31,7 +33,8 @@ from rstar_pipeline.warehouse.summaries import search_summary
 from rstar_pipeline.warehouse.views import query
 
 BENCHMARK = "miniworld"
-COLUMNS = ("round", "search_solve_rate", "sft_rows", "policy_greedy", "best_of_n", "mcts_ppm", "ppm_pair_accuracy")
+COLUMNS = ("round", "search_solve_rate", "sft_rows", "policy_greedy", "best_of_n", "mcts_ppm", "ppm_pair_accuracy",
+           "ppm_sample_pair_accuracy")
 METHOD_COLUMNS = {"greedy": "policy_greedy", "best_of_n": "best_of_n", "mcts": "mcts_ppm"}
 
 
@@ -81,6 +84,8 @@ def summary(store: Warehouse, teacher_rows: list[dict], problems: list[Problem])
                "sft_rows": policy.train_rows + policy.eval_rows,
                "ppm_pair_accuracy": round(ppm.metrics["eval_accuracy"], 4) if ppm and "eval_accuracy" in ppm.metrics
                else None}
+        figures = (store.meta("evaluations", f"{BENCHMARK}.best_of_n", r) or {}).get("figures", {})
+        row["ppm_sample_pair_accuracy"] = _rounded(figures.get("ppm_sample_pair_accuracy"))
         for method, column in METHOD_COLUMNS.items():
             hits = [e["correct"] for e in evals if e["round"] == r and e["method"] == method]
             row[column] = round(sum(hits) / len(hits), 4) if hits else None
@@ -93,6 +98,10 @@ def summary(store: Warehouse, teacher_rows: list[dict], problems: list[Problem])
     return out
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
 def _by_level(rows: list[dict], levels: dict[str, int]) -> dict[str, float]:
     hits = defaultdict(list)
     for e in rows:
@@ -103,7 +112,7 @@ def _by_level(rows: list[dict], levels: dict[str, int]) -> dict[str, float]:
 def markdown(rows: list[dict]) -> str:
     levels = sorted({lv for r in rows for lv in r.get("policy_greedy_by_level", {})}, key=int)
     head = ["round", "search solved", "SFT rows", "policy greedy", *(f"L{lv}" for lv in levels), "best-of-N (PPM)",
-            "MCTS + PPM", "PPM pair acc."]
+            "MCTS + PPM", "PPM pair acc.", "PPM on samples"]
     pct = lambda v: "" if v is None else f"{100 * v:.1f}%"
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -111,7 +120,7 @@ def markdown(rows: list[dict]) -> str:
         cells = [str(r["round"]), pct(r.get("search_solve_rate")), str(r.get("sft_rows") or ""),
                  pct(r.get("policy_greedy")), *(f"{100 * by_level[lv]:.0f}" if lv in by_level else "" for lv in levels),
                  pct(r.get("best_of_n")), pct(r.get("mcts_ppm")),
-                 "" if r.get("ppm_pair_accuracy") is None else f"{r['ppm_pair_accuracy']:.3f}"]
+                 *("" if r.get(k) is None else f"{r[k]:.3f}" for k in ("ppm_pair_accuracy", "ppm_sample_pair_accuracy"))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -130,7 +139,8 @@ def chart(rows: list[dict], path: Path) -> Path:
     xs = [r["round"] for r in rounds]
     for key, label in (("policy_greedy", "policy greedy"), ("best_of_n", "best-of-N (PPM)"),
                        ("mcts_ppm", "MCTS + PPM"), ("search_solve_rate", "search solve rate"),
-                       ("ppm_pair_accuracy", "PPM pair accuracy")):
+                       ("ppm_pair_accuracy", "PPM pair accuracy"),
+                       ("ppm_sample_pair_accuracy", "PPM on the policy's samples")):
         points = [(x, r[key]) for x, r in zip(xs, rounds) if r.get(key) is not None]
         if points:
             left.plot(*zip(*[(x, 100 * v) for x, v in points]), marker="o", label=label)

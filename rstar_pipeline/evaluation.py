@@ -94,12 +94,21 @@ def load_benchmark(spec: str, config: EvalConfig) -> tuple[str, list[Problem], l
     return source_name(problems_config), problems, rejected
 
 
-def evaluate(generator, scorer, problems, config: EvalConfig, sandbox) -> dict[str, list[dict]]:
+@dataclass
+class Evaluation:
+    """What `evaluate` returns: per method one row per problem, and figures about the method's run that
+    are not per problem (recorded with its rows)."""
+
+    rows: dict[str, list[dict]]
+    figures: dict[str, dict] = field(default_factory=dict)
+
+
+def evaluate(generator, scorer, problems, config: EvalConfig, sandbox) -> Evaluation:
     """Rows {problem_id, prediction, correct, score} per method, for one policy (and PPM) on problems."""
     missing_ppm = [m for m in config.methods if m in NEEDS_PPM] if scorer is None else []
     if missing_ppm:
         raise ValueError(f"evaluation methods {missing_ppm} need a PPM (scorer)")
-    out = {}
+    out, figures = {}, {}
     if "greedy" in config.methods:
         results = solve_greedy(problems, generator, sandbox, max_tokens=config.max_tokens)
         out["greedy"] = [_row(r.problem_id, r.prediction, r.is_correct, None) for r in results]
@@ -111,30 +120,48 @@ def evaluate(generator, scorer, problems, config: EvalConfig, sandbox) -> dict[s
                                   seed=config.seed)
         groups = solve_sampled(problems, generator, sandbox, sampling)
         if "best_of_n" in sampled_methods:
-            out["best_of_n"] = _best_of_n(problems, groups, scorer)
+            out["best_of_n"], figures["best_of_n"] = _best_of_n(problems, groups, scorer)
         if "majority" in sampled_methods:
             out["majority"] = [_majority(group) for group in groups]
-    return out
+    return Evaluation(out, figures)
 
 
 def _row(problem_id, prediction, correct, score) -> dict:
     return {"problem_id": problem_id, "prediction": prediction, "correct": bool(correct), "score": score}
 
 
-def _best_of_n(problems, groups, scorer) -> list[dict]:
+def _best_of_n(problems, groups, scorer) -> tuple[list[dict], dict]:
     """Per problem, the sampled solution whose whole text the PPM scores highest (the paper's best-of-N);
-    every solution is scored in one call (the scorer batches)."""
+    every solution is scored in one call (the scorer batches). Also how the PPM ranks the samples
+    themselves (`sample_pairs`)."""
     from rstar_pipeline.steps import load_template
 
     template = load_template("sft")
     texts = [template.build(p.question) + r.solution for p, group in zip(problems, groups) for r in group]
-    scores, rows, at = scorer.score(texts), [], 0
+    scores, rows, scored, at = scorer.score(texts), [], [], 0
     for p, group in zip(problems, groups):
         mine = scores[at:at + len(group)]
         at += len(group)
         best = max(range(len(group)), key=lambda k: mine[k])
         rows.append(_row(p.problem_id, group[best].prediction, group[best].is_correct, float(mine[best])))
-    return rows
+        scored.append([(r.is_correct, s) for r, s in zip(group, mine)])
+    return rows, sample_pairs(scored)
+
+
+def sample_pairs(scored: list[list[tuple[bool, float]]]) -> dict:
+    """How the PPM ranks the policy's own samples of problems neither model trained on: over every
+    (correct, wrong) pair of samples of one problem, the share it scores the correct one higher (ties
+    count as wrong, as in training's pair metrics). The PPM's held-out pairs come from problems the
+    policy was fine-tuned on; these do not, and they are the choices best-of-N and the search make."""
+    right = total = problems = 0
+    for group in scored:
+        good = [s for ok, s in group if ok]
+        bad = [s for ok, s in group if not ok]
+        right += sum(g > b for g in good for b in bad)
+        total += len(good) * len(bad)
+        problems += bool(good and bad)
+    return {"ppm_sample_pairs": total, "ppm_sample_pair_problems": problems,
+            "ppm_sample_pair_accuracy": right / total if total else None}
 
 
 def _majority(group) -> dict:
@@ -236,12 +263,13 @@ def evaluate_checkpoint(store, round: int, policy, ppm, config: EvalConfig) -> t
         for spec in config.benchmarks:
             name, problems, bad = load_benchmark(spec, config)
             rejected += bad
-            for method, rows in evaluate(generator, scorer, problems, config, sandbox).items():
+            result = evaluate(generator, scorer, problems, config, sandbox)
+            for method, rows in result.rows.items():
                 shard = f"{name}.{method}" + ("" if round else f".{digest(policy.path)[:8]}")
                 table = evaluations_table(round, shard, policy.path, name, method, rows)
                 store.write("evaluations", table, shard, round, {
                     "config": asdict(config), "policy": policy.identity, "ppm": ppm.identity if ppm else None,
-                    "rejected": [asdict(r) for r in bad]})
+                    "rejected": [asdict(r) for r in bad], "figures": result.figures.get(method, {})})
                 written += table.to_pylist()
     return written, rejected
 

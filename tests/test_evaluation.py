@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from rstar_pipeline.evaluation import (EvalConfig, _best_of_n, _majority, _vote, _vote_runs, accuracy_chart, evaluate, load_benchmark,
-                                       table6)
+                                       sample_pairs, table6)
 from rstar_pipeline.llm.hf import TransformersGenerator
 from rstar_pipeline.problemsets import Problem
 from rstar_pipeline.sandbox import SandboxConfig, make_sandbox
@@ -60,11 +60,20 @@ def test_best_of_n_picks_the_solution_the_ppm_scores_highest():
     problem = Problem("p", "test", "test", "What is 1+1?", ("2",))
     group = [result("3", False), result("2", True), result("4", False)]
     other = Problem("q", "test", "test", "What is 2+2?", ("4",))
-    rows = _best_of_n([problem, other], [group, [result("4", True), result("2", False)]], FixedScorer("{2}"))
+    rows, pairs = _best_of_n([problem, other], [group, [result("4", True), result("2", False)]], FixedScorer("{2}"))
     assert [(r["problem_id"], r["prediction"], r["correct"], r["score"]) for r in rows] == [
         ("p", "2", True, 0.9), ("q", "2", False, 0.9)]  # scored in one call, read back per problem
-    [row] = _best_of_n([problem], [group], FixedScorer("{4}"))
+    # p: the right sample beats both wrong ones; q: the wrong one is preferred
+    assert pairs == {"ppm_sample_pairs": 3, "ppm_sample_pair_problems": 2, "ppm_sample_pair_accuracy": 2 / 3}
+    [row], pairs = _best_of_n([problem], [group], FixedScorer("{4}"))
     assert (row["prediction"], row["correct"]) == ("4", False)
+    assert pairs["ppm_sample_pair_accuracy"] == 0.0  # one right sample, scored below a wrong one, tied with the other
+
+
+def test_sample_pairs_count_only_problems_with_a_right_and_a_wrong_sample():
+    assert sample_pairs([[(True, 0.5), (True, 0.1)], [(False, 0.2)]]) == {
+        "ppm_sample_pairs": 0, "ppm_sample_pair_problems": 0, "ppm_sample_pair_accuracy": None}
+    assert sample_pairs([[(True, 0.5), (False, 0.5), (False, -0.2)]])["ppm_sample_pair_accuracy"] == 0.5  # a tie is wrong
 
 
 def test_table6_has_a_row_per_round_and_method_and_a_column_per_benchmark():
@@ -105,7 +114,7 @@ def test_mcts_majority_of_one_run_is_the_mcts_answer(tiny_policy):
     _, problems, _ = load_benchmark("miniworld", config)
     with make_sandbox(SandboxConfig(preload=("math",), workers=1)) as sandbox:
         out = evaluate(TransformersGenerator(tiny_policy, device="cpu"), FixedScorer("apples"), problems, config,
-                       sandbox)
+                       sandbox).rows
     assert [r["prediction"] for r in out["mcts_majority"]] == [r["prediction"] for r in out["mcts"]]
     assert [r["score"] for r in out["mcts_majority"]] == [1.0 if r["prediction"] else 0.0 for r in out["mcts"]]
 
@@ -142,7 +151,10 @@ def test_every_method_on_the_mini_world_and_a_real_benchmark(tiny_policy):
         for spec, expected_name in (("miniworld", "miniworld"), (str(GSM8K), "gsm8k_test")):
             name, problems, rejected = load_benchmark(spec, config)
             assert name == expected_name and len(problems) == 3 and rejected == []
-            out = evaluate(generator, scorer, problems, config, sandbox)
+            result = evaluate(generator, scorer, problems, config, sandbox)
+            out = result.rows
+            assert set(result.figures["best_of_n"]) == {"ppm_sample_pairs", "ppm_sample_pair_problems",
+                                                        "ppm_sample_pair_accuracy"}
             assert set(out) == {"greedy", "best_of_n", "majority", "mcts", "mcts_majority"}
             votes = [r["score"] for r in out["mcts_majority"]]
             assert all(v in (0.0, 0.5, 1.0) for v in votes)

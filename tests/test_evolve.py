@@ -201,6 +201,12 @@ def test_demo_summary_has_a_row_per_round_and_the_teacher(evaluated, monkeypatch
     for r in rows[:4]:
         assert {"policy_greedy", "best_of_n", "mcts_ppm", "ppm_pair_accuracy", "search_solve_rate"} <= set(r)
         assert all(0 <= r[k] <= 1 for k in ("policy_greedy", "best_of_n", "mcts_ppm", "search_solve_rate"))
+        # the PPM on the policy's own samples: recorded with the best_of_n rows (None when no problem had a right
+        # and a wrong sample)
+        figures = store.meta("evaluations", "miniworld.best_of_n", r["round"])["figures"]
+        assert r["ppm_sample_pair_accuracy"] == (None if figures["ppm_sample_pair_accuracy"] is None
+                                                 else round(figures["ppm_sample_pair_accuracy"], 4))
+        assert figures["ppm_sample_pairs"] >= figures["ppm_sample_pair_problems"]
     greedy = query(store, "SELECT round, avg(correct::int) AS a FROM evaluations WHERE method = 'greedy' "
                           "AND round > 0 GROUP BY 1 ORDER BY 1").to_pylist()
     assert [round(g["a"], 4) for g in greedy] == [r["policy_greedy"] for r in rows[:4]]
