@@ -16,7 +16,10 @@ log-likelihood of the judged step (step pairs) or solution (final pairs), a refe
 needs no training; `--ppm DIR` adds any other PPM; `--oracle-problems N` adds `oracle_ppm`, a PPM
 trained like the round's (same start, same config) but on pairs labelled by ground truth (the
 policy's samples of N level 3+ problems of the store, step and final pairs built as above): it says
-whether clean labels are what the PPM lacks.
+whether clean labels are what the PPM lacks. `--likelihood-reward STEPS` adds `ll_reward`: the round's
+policy fine-tuned with the PPM's Bradley-Terry loss on the round's pairs (all rounds so far, as the
+preset), its reward being the summed log-likelihood of the judged step or solution instead of a value
+head: it says whether a verifier that keeps what the policy's likelihood knows ranks unseen samples better.
 
 The round's own step pairs (Monte-Carlo labels from the search): how many have a right chosen and a
 right rejected step (a label no verifier can learn); with `--completions M`, M sampled completions
@@ -25,6 +28,7 @@ rollouts per node would buy as a label. No thresholds; it prints figures.
 
     .venv/bin/python bench/verifier.py --store warehouse/store --round 4
     .venv/bin/python bench/verifier.py --store warehouse/store --round 4 --completions 4 --oracle-problems 400
+    .venv/bin/python bench/verifier.py --store warehouse/store --round 4 --likelihood-reward 60
 """
 
 from __future__ import annotations
@@ -96,8 +100,60 @@ def _printed(result) -> str | None:
     return lines[-1].strip() if lines else None
 
 
+def completion_logprob(model, tokenizer, items: list[tuple[str, str]]):
+    """Summed log-probability of each completion after its prompt, one right-padded batch (keeps the graph)."""
+    import torch
+
+    seqs = [(tokenizer(p, add_special_tokens=False)["input_ids"], tokenizer(c, add_special_tokens=False)["input_ids"])
+            for p, c in items]
+    width = max(len(p) + len(c) for p, c in seqs)
+    ids, mask, judged = (torch.zeros((len(seqs), width), dtype=torch.long) for _ in range(3))
+    for k, (p, c) in enumerate(seqs):
+        ids[k, :len(p) + len(c)] = torch.tensor(p + c)
+        mask[k, :len(p) + len(c)] = 1
+        judged[k, len(p) - 1:len(p) + len(c) - 1] = 1  # positions that predict the completion's tokens
+    logp = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float().log_softmax(-1)
+    return (logp.gather(2, ids[:, 1:, None])[..., 0] * judged[:, :-1]).sum(1)
+
+
+def train_likelihood_reward(store: Warehouse, round: int, steps: int, lr: float, batch: int = 16) -> str:
+    """The round's policy trained with the Bradley-Terry loss on its summed log-likelihood of chosen vs
+    rejected (cosine lr, clipped gradients); returns its folder."""
+    import random
+
+    import torch
+    import torch.nn.functional as F
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rstar_pipeline.checkpoints import pair_rows
+
+    policy = str(store.root / "models" / f"round_{round}" / "policy")
+    tokenizer, model = AutoTokenizer.from_pretrained(policy), AutoModelForCausalLM.from_pretrained(policy)
+    pairs = pair_rows(store, round, previous_rounds=True)
+    random.Random(0).shuffle(pairs)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    start = time.perf_counter()
+    for step in range(steps):
+        rows = [pairs[(step * batch + k) % len(pairs)] for k in range(batch)]
+        reward = completion_logprob(model, tokenizer, [(r["prompt"], r[side]) for side in ("chosen", "rejected")
+                                                       for r in rows])
+        loss = -F.logsigmoid(reward[:batch] - reward[batch:]).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+    out = store.root / "bench" / f"ll_reward_round_{round}"
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    print(f"  ll_reward: {len(pairs)} pairs, {steps} steps of {batch} at lr {lr}, last loss {loss.item():.3f}, "
+          f"{time.perf_counter() - start:.0f} s -> {out}")
+    return str(out)
+
+
 class PolicyLikelihood:
-    """Sum of the policy's log-probabilities of `completion` after `prompt`."""
+    """Sum of a causal LM's log-probabilities of `completion` after `prompt`."""
 
     def __init__(self, path: str):
         import torch
@@ -107,13 +163,8 @@ class PolicyLikelihood:
         self.model = AutoModelForCausalLM.from_pretrained(path).eval()
 
     def __call__(self, prompt: str, completion: str) -> float:
-        torch = self.torch
-        p = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        c = self.tokenizer(completion, add_special_tokens=False)["input_ids"]
-        ids = torch.tensor([p + c])
-        with torch.inference_mode():
-            logp = self.model(ids).logits[0, :-1].float().log_softmax(-1)
-        return float(logp.gather(1, ids[0, 1:, None])[-len(c):].sum())
+        with self.torch.inference_mode():
+            return float(completion_logprob(self.model, self.tokenizer, [(prompt, completion)])[0])
 
 
 def pair_accuracy(pairs: list[tuple[float, float]]) -> float | None:
@@ -242,6 +293,14 @@ def ppm_scores(path: str, prompts: list[str], groups):
             [final[a:a + w] for a, w in zip(starts, widths)])
 
 
+def likelihood_scores(ll: PolicyLikelihood, prompts: list[str], groups):
+    """A causal LM's step score function (the log-likelihood of step k after the prefix before it) and its
+    scores of the whole solutions (per problem)."""
+    step = lambda i, prefixes, k: ll(prompts[i] + (prefixes[k - 1] if k else ""),
+                                     prefixes[k][len(prefixes[k - 1]) if k else 0:])
+    return step, [[ll(pr, s.solution) for s in g] for pr, g in zip(prompts, groups)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", required=True, help="a store with round `--round`'s policy and PPM")
@@ -254,6 +313,9 @@ def main() -> None:
     parser.add_argument("--oracle-problems", type=int, default=0,
                         help="train oracle_ppm on ground-truth pairs of this many of the store's problems (0: off)")
     parser.add_argument("--oracle-temperature", type=float, default=1.0, help="sampling temperature of its data")
+    parser.add_argument("--likelihood-reward", type=int, default=0, metavar="STEPS",
+                        help="train ll_reward for this many steps of 16 pairs (0: off)")
+    parser.add_argument("--likelihood-lr", type=float, default=3e-4, help="its peak learning rate")
     parser.add_argument("--ppm", action="append", default=[],
                         help="another PPM folder to measure beside the round's (repeatable)")
     args = parser.parse_args()
@@ -284,10 +346,11 @@ def main() -> None:
 
     prompts = [template.build(p.question) for p in problems]
     verifiers = [(name, *ppm_scores(path, prompts, groups)) for name, path in ppms]
-    ll = PolicyLikelihood(str(models / "policy"))
-    ll_step = lambda i, prefixes, k: ll(prompts[i] + (prefixes[k - 1] if k else ""),
-                                        prefixes[k][len(prefixes[k - 1]) if k else 0:])
-    verifiers.append(("policy_ll", ll_step, [[ll(pr, s.solution) for s in g] for pr, g in zip(prompts, groups)]))
+    lms = [("policy_ll", str(models / "policy"))]
+    if args.likelihood_reward:
+        lms.append(("ll_reward", train_likelihood_reward(store, args.round, args.likelihood_reward, args.likelihood_lr)))
+    for name, path in lms:
+        verifiers.append((name, *likelihood_scores(PolicyLikelihood(path), prompts, groups)))
     for name, step_score, final in verifiers:
         pairs = step_pairs(groups, labels, step_score)
         print(f"  {name:10s} step pair acc {pair_accuracy(pairs)} (n {len(pairs)})  "
