@@ -99,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--mcts-temperature", type=float, default=1.0, help="sampling temperature of mcts expansions")
     ev.add_argument("--mcts-runs", type=int, default=4, help="MCTS runs voted on by mcts_majority")
     ev.add_argument("--mcts-top-n", type=int, default=0, help="mcts_majority: vote among the N best-scored (0: all)")
+    ev.add_argument("--answer-check", action="store_true",
+                    help="best_of_n, mcts: set aside answers that contradict their program's output")
     ev.add_argument("--backend", default="transformers", choices=("transformers", "vllm", "openai"),
                     help="policy backend (the PPM runs on vllm with vllm, else on transformers)")
     ev.add_argument("--base-url", action="append", default=[], help="openai backend: server URL, repeatable")
@@ -406,8 +408,8 @@ def cmd_eval(args) -> int:
     config = EvalConfig(benchmarks=tuple(args.benchmark), methods=tuple(args.method), limit=args.limit, n=args.n,
                         temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed,
                         mcts_rollouts=args.mcts_rollouts, mcts_samples=args.mcts_samples, mcts_runs=args.mcts_runs,
-                        mcts_temperature=args.mcts_temperature,
-                        mcts_top_n=args.mcts_top_n,
+                        mcts_temperature=args.mcts_temperature, mcts_top_n=args.mcts_top_n,
+                        answer_matches_output=args.answer_check,
                         generator=GeneratorConfig(backend=args.backend, base_urls=tuple(args.base_url)),
                         scorer=ScorerConfig(backend="vllm" if args.backend == "vllm" else "transformers"))
     policy = checkpoints.resolve(store, args.model)

@@ -61,6 +61,10 @@ class EvalConfig:
     mcts_runs: int = field(default=4, metadata={"help": "mcts_majority: independent MCTS runs (seeds seed, seed+1, ...)"})
     mcts_top_n: int = field(default=0, metadata={
         "help": "mcts_majority: vote among the N run answers the PPM scores highest (reference eval_maj.py: 4); 0 = all"})
+    answer_matches_output: bool = field(default=False, metadata={
+        "help": "best_of_n and mcts: a solution whose answer contradicts the last program output before it is "
+                "not picked while another is (mcts: a failed terminal, see SearchConfig); the paper's picks use "
+                "the PPM alone (off)"})
     seed: int = field(default=0, metadata={"help": "sampling seed and mini-world benchmark seed"})
     generator: GeneratorConfig = field(default_factory=lambda: GeneratorConfig(backend="transformers"), metadata={
         "help": "policy backend (transformers, vllm or openai); its `model` is ignored: the evaluated policy is"})
@@ -120,7 +124,7 @@ def evaluate(generator, scorer, problems, config: EvalConfig, sandbox) -> Evalua
                                   seed=config.seed)
         groups = solve_sampled(problems, generator, sandbox, sampling)
         if "best_of_n" in sampled_methods:
-            out["best_of_n"], figures["best_of_n"] = _best_of_n(problems, groups, scorer)
+            out["best_of_n"], figures["best_of_n"] = _best_of_n(problems, groups, scorer, config.answer_matches_output)
         if "majority" in sampled_methods:
             out["majority"] = [_majority(group) for group in groups]
     return Evaluation(out, figures)
@@ -130,22 +134,29 @@ def _row(problem_id, prediction, correct, score) -> dict:
     return {"problem_id": problem_id, "prediction": prediction, "correct": bool(correct), "score": score}
 
 
-def _best_of_n(problems, groups, scorer) -> tuple[list[dict], dict]:
+def _best_of_n(problems, groups, scorer, answer_check: bool = False) -> tuple[list[dict], dict]:
     """Per problem, the sampled solution whose whole text the PPM scores highest (the paper's best-of-N);
-    every solution is scored in one call (the scorer batches). Also how the PPM ranks the samples
-    themselves (`sample_pairs`)."""
-    from rstar_pipeline.steps import load_template
+    with `answer_check`, the highest among those whose answer agrees with their program's output, when
+    any does. Every solution is scored in one call (the scorer batches). Also how the PPM ranks the
+    samples themselves (`sample_pairs`: the PPM alone, whatever the pick) and, with the check, the share
+    of samples it set aside."""
+    from rstar_pipeline.steps import answer_matches_output, load_template
 
     template = load_template("sft")
     texts = [template.build(p.question) + r.solution for p, group in zip(problems, groups) for r in group]
-    scores, rows, scored, at = scorer.score(texts), [], [], 0
+    scores, rows, scored, at, set_aside = scorer.score(texts), [], [], 0, 0
     for p, group in zip(problems, groups):
         mine = scores[at:at + len(group)]
         at += len(group)
-        best = max(range(len(group)), key=lambda k: mine[k])
+        agree = [not answer_check or answer_matches_output(r.solution, r.prediction) for r in group]
+        set_aside += agree.count(False)
+        best = max(range(len(group)), key=lambda k: (agree[k], mine[k]))
         rows.append(_row(p.problem_id, group[best].prediction, group[best].is_correct, float(mine[best])))
         scored.append([(r.is_correct, s) for r, s in zip(group, mine)])
-    return rows, sample_pairs(scored)
+    figures = sample_pairs(scored)
+    if answer_check:
+        figures["answer_mismatch_share"] = set_aside / max(1, at)
+    return rows, figures
 
 
 def sample_pairs(scored: list[list[tuple[bool, float]]]) -> dict:
@@ -226,6 +237,7 @@ def _mcts_answers(problems, generator, scorer, sandbox, config: EvalConfig, seed
 
     search = SearchConfig(rollouts=config.mcts_rollouts, n_samples=config.mcts_samples, template="sft",
                           temperature=config.mcts_temperature, errors_threshold=1, ppm_init=True,
+                          answer_matches_output=config.answer_matches_output,
                           max_tokens=config.max_tokens, seed=seed)
     trees, _ = run_search(problems, generator, sandbox, search, scorer=scorer, grader=None)
     best = []

@@ -26,6 +26,7 @@ from enum import Enum
 from functools import lru_cache
 from pathlib import Path
 
+from rstar_pipeline.grading import is_equivalent
 from rstar_pipeline.grading.extract import extract_boxed
 from rstar_pipeline.paths import PROMPTS_DIR
 
@@ -116,6 +117,21 @@ def program(codes: list[str]) -> str:
 def output_block(output: str) -> str:
     """What follows an <end_of_code> step: the program's output as the model will read it."""
     return f"\n{OUTPUT}{output.strip()}{OUTPUT_END}"
+
+
+def answer_matches_output(solution: str, answer: str | None) -> bool:
+    """Does a final answer agree with the last program output shown before it? A code-augmented
+    solution that boxes a value its own program did not print contradicts its execution (the mini
+    world's student mostly errs this way: `<output>150` answered `\\boxed{156}`). True when no
+    output precedes the answer (nothing to contradict); the output's last line is compared by the grader."""
+    if answer is None:
+        return False
+    end = solution.rfind(OUTPUT_END)
+    start = solution.rfind(OUTPUT, 0, end)
+    if end < 0 or start < 0:
+        return True
+    lines = solution[start + len(OUTPUT):end].strip().splitlines()
+    return bool(lines) and is_equivalent(answer, [lines[-1].strip()])
 
 
 def _preview(text: str, n: int = 80) -> str:

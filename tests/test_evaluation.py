@@ -70,6 +70,20 @@ def test_best_of_n_picks_the_solution_the_ppm_scores_highest():
     assert pairs["ppm_sample_pair_accuracy"] == 0.0  # one right sample, scored below a wrong one, tied with the other
 
 
+def test_best_of_n_with_the_answer_check_sets_aside_answers_that_contradict_their_output():
+    """The PPM prefers the sample that boxes 3 after printing 2; with the check the consistent one is
+    picked, and only when every sample contradicts its output does the PPM's choice stand."""
+    problem = Problem("p", "test", "test", "What is 1+1?", ("2",))
+    misread = GreedyResult("p", "print(1 + 1)\n<output>2<end_of_output>\n\\boxed{3}", "3", False)
+    right = GreedyResult("p", "print(1 + 1)\n<output>2.0<end_of_output>\n\\boxed{2}", "2", True)
+    scorer = FixedScorer("{3}")
+    assert _best_of_n([problem], [[misread, right]], scorer)[0][0]["prediction"] == "3"
+    [row], figures = _best_of_n([problem], [[misread, right]], scorer, answer_check=True)
+    assert (row["prediction"], row["correct"], row["score"]) == ("2", True, -0.5)
+    assert figures["answer_mismatch_share"] == 0.5 and figures["ppm_sample_pair_accuracy"] == 0.0  # the PPM's own
+    assert _best_of_n([problem], [[misread, misread]], scorer, answer_check=True)[0][0]["prediction"] == "3"
+
+
 def test_sample_pairs_count_only_problems_with_a_right_and_a_wrong_sample():
     assert sample_pairs([[(True, 0.5), (True, 0.1)], [(False, 0.2)]]) == {
         "ppm_sample_pairs": 0, "ppm_sample_pair_problems": 0, "ppm_sample_pair_accuracy": None}

@@ -196,6 +196,24 @@ def test_search_without_ground_truth_values_answers_by_the_ppm(sandbox):
         run_search([problem()], ScriptedGenerator(TWO_BRANCHES), sandbox, SearchConfig(template="sft"), grader=None)
 
 
+def test_an_answer_that_contradicts_its_output_is_a_failed_terminal(sandbox):
+    """answer_matches_output: branch B prints 6 but answers 9; without ground truth that answer is valued
+    -1 (not by the PPM, which prefers it) and counted, so the consistent answer 6 of branch A wins."""
+    script = {"": [A, B], A: [PRINT], B: [PRINT], A + PRINT + out(5): [ans(5)], B + PRINT + out(6): [ans(9)]}
+    scorer = FixedScorer({A: 0.1, B: 0.2, PRINT + out(5): 0.1, PRINT + out(6): 0.2, ans(5): 0.1, ans(9): 0.9})
+    config = SearchConfig(template="sft", n_samples=2, rollouts=4, ppm_init=True, answer_matches_output=True)
+    (tree,), stats = run_search([problem("5")], ScriptedGenerator(script), sandbox, config, scorer=scorer, grader=None)
+    answers = {n.final_answer: n for n in tree.nodes if n.terminal == Terminal.ANSWER}
+    assert {a: (n.ppm_score, n.q, n.is_correct) for a, n in answers.items()} == {
+        "5": (0.1, 0.1, None), "9": (None, -1.0, False)}
+    assert stats.answer_mismatches == 1
+    (tree,), stats = run_search([problem("5")], ScriptedGenerator(script), sandbox,
+                                SearchConfig(template="sft", n_samples=2, rollouts=4, ppm_init=True),
+                                scorer=scorer, grader=None)
+    assert max((n for n in tree.nodes if n.terminal == Terminal.ANSWER), key=lambda n: n.q).final_answer == "9"
+    assert stats.answer_mismatches == 0  # off (the reference): the PPM's choice stands
+
+
 def test_ppm_init_needs_a_scorer(sandbox):
     """ppm_init without a scorer is a configuration error, not a silent fallback."""
     with pytest.raises(ValueError, match="PPM scorer"):

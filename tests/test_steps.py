@@ -5,7 +5,7 @@ import json
 import pytest
 
 from rstar_pipeline.steps import (ANSWER_END, CODE_END, STEP_END, PromptTemplate, StepKind, StepParseError,
-                                  load_template, output_block, parse_step, program, step_code)
+                                  answer_matches_output, load_template, output_block, parse_step, program, step_code)
 
 
 def test_parse_intermediate_code_step():
@@ -107,3 +107,12 @@ def test_load_template_errors(tmp_path):
     with pytest.raises(ValueError, match="bad.json"):
         load_template(str(bad))
     assert isinstance(load_template("sft"), PromptTemplate)
+
+
+def test_answer_matches_output_compares_the_last_output_line_by_value():
+    assert answer_matches_output("x = 3\n<output>51.0<end_of_output>\n<answer>\\boxed{51}", "51")
+    assert not answer_matches_output("<output>218.0<end_of_output>\n<answer>\\boxed{312.0}", "312.0")
+    assert answer_matches_output("<output>a\n7<end_of_output>", "7")  # the last line is the answer printed
+    assert answer_matches_output("# no program ran", "7")  # nothing to contradict
+    assert not answer_matches_output("<output>Traceback ... NameError<end_of_output>", "7")
+    assert not answer_matches_output("<output>7<end_of_output>", None)

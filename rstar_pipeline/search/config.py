@@ -25,6 +25,10 @@ class SearchConfig:
         "help": "if any sample answers, keep only the first answer as the only child (reference behaviour)"})
     backprop_failures: bool = field(default=True, metadata={
         "help": "back up -1 from code_error/max_depth/no_valid_child terminals to the root (reference: node only)"})
+    answer_matches_output: bool = field(default=False, metadata={
+        "help": "an answer that contradicts the last program output before it (steps.answer_matches_output) is a "
+                "failed terminal, valued -1 without the grader or the PPM (reference: off, the answer is graded "
+                "or scored as it is)"})
     ppm_init: bool = field(default=False, metadata={"help": "initialise Q of new steps with the PPM score (rounds 3-4)"})
     unsolved_rollouts: int = field(default=0, metadata={
         "help": "rollouts for problems no earlier round solved (round 4: more search for hard problems); 0 = rollouts"})

@@ -30,7 +30,8 @@ from rstar_pipeline.search.config import SearchConfig
 from rstar_pipeline.search.label import label_steps
 from rstar_pipeline.search.select import select_child
 from rstar_pipeline.search.tree import Node, Terminal, Tree
-from rstar_pipeline.steps import Step, StepKind, StepParseError, load_template, output_block, parse_step
+from rstar_pipeline.steps import (Step, StepKind, StepParseError, answer_matches_output, load_template, output_block,
+                                  parse_step)
 
 Grader = Callable[[str | None, Sequence[str]], bool]
 
@@ -44,6 +45,7 @@ class SearchStats:
     completions: int = 0
     parse_failures: int = 0
     duplicates: int = 0
+    answer_mismatches: int = 0  # answer_matches_output: answers that contradict their program's output
     programs: int = 0
     generate_s: float = 0.0
     execute_s: float = 0.0
@@ -187,6 +189,11 @@ class _Search:
         if step.kind is StepKind.ANSWER:
             child = tree.add_child(parent, kind=step.kind.value, text=step.text, rollout=rollout,
                                    terminal=Terminal.ANSWER, final_answer=step.answer)
+            if self.config.answer_matches_output and not answer_matches_output(tree.solution_text(parent), step.answer):
+                self.stats.answer_mismatches += 1
+                child.is_correct = False  # judged by its own execution: neither the grader nor the PPM values it
+                tree.backup(child, -1.0)
+                return child
             if self.grader is None:
                 return child  # no ground truth: the PPM values it (_init_values)
             child.is_correct = bool(self.grader(step.answer, tree.problem.answers))
@@ -219,7 +226,8 @@ class _Search:
         if not self.config.ppm_init:
             return
         unjudged = self.grader is None  # answers without ground truth are valued by the PPM as well
-        fresh = [(t, n) for t, n in new if not n.is_terminal or (unjudged and n.terminal == Terminal.ANSWER)]
+        fresh = [(t, n) for t, n in new
+                 if not n.is_terminal or (unjudged and n.terminal == Terminal.ANSWER and n.is_correct is None)]
         if not fresh:
             return
         t0 = time.perf_counter()
