@@ -5,7 +5,7 @@ answered `\\boxed{312.0}`). `answer_matches_output` (EvalConfig and SearchConfig
 aside without ground truth. This runs a round's evaluation as the evaluate preset does (the round's
 policy and PPM, 500 held-out problems, best-of-4 at 0.4, MCTS 4 x 4 at 0.4 on the first 100) with the
 check off and on, in one process on the same samples (same seeds), and prints each method's accuracy,
-greedy's beside them, and pass@n of the samples (what any pick is bounded by). No thresholds.
+greedy's beside them, the PPM's ranking of the samples and the share of samples set aside. No thresholds.
 
     .venv/bin/python bench/answer_check.py --store warehouse/store --round 4 [--seed 0]
 """

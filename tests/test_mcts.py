@@ -198,7 +198,7 @@ def test_search_without_ground_truth_values_answers_by_the_ppm(sandbox):
 
 def test_an_answer_that_contradicts_its_output_is_a_failed_terminal(sandbox):
     """answer_matches_output: branch B prints 6 but answers 9; without ground truth that answer is valued
-    -1 (not by the PPM, which prefers it) and counted, so the consistent answer 6 of branch A wins."""
+    -1 (not by the PPM, which prefers it) and counted, so the consistent answer 5 of branch A has the higher Q."""
     script = {"": [A, B], A: [PRINT], B: [PRINT], A + PRINT + out(5): [ans(5)], B + PRINT + out(6): [ans(9)]}
     scorer = FixedScorer({A: 0.1, B: 0.2, PRINT + out(5): 0.1, PRINT + out(6): 0.2, ans(5): 0.1, ans(9): 0.9})
     config = SearchConfig(template="sft", n_samples=2, rollouts=4, ppm_init=True, answer_matches_output=True)

@@ -225,7 +225,8 @@ class _Search:
         """PPM-augmented Q: every new non-terminal step starts with one visit worth its PPM score."""
         if not self.config.ppm_init:
             return
-        unjudged = self.grader is None  # answers without ground truth are valued by the PPM as well
+        # answers without ground truth are valued by the PPM as well, unless the answer check judged them
+        unjudged = self.grader is None
         fresh = [(t, n) for t, n in new
                  if not n.is_terminal or (unjudged and n.terminal == Terminal.ANSWER and n.is_correct is None)]
         if not fresh:
