@@ -99,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--mcts-temperature", type=float, default=1.0, help="sampling temperature of mcts expansions")
     ev.add_argument("--mcts-runs", type=int, default=4, help="MCTS runs voted on by mcts_majority")
     ev.add_argument("--mcts-top-n", type=int, default=0, help="mcts_majority: vote among the N best-scored (0: all)")
+    ev.add_argument("--mcts-pick", choices=("q", "vote"), default="q",
+                    help="mcts: the highest-Q answer node (the paper) or a vote over the answer nodes")
     ev.add_argument("--answer-check", action="store_true",
                     help="best_of_n, mcts: set aside answers that contradict their program's output")
     ev.add_argument("--backend", default="transformers", choices=("transformers", "vllm", "openai"),
@@ -409,7 +411,7 @@ def cmd_eval(args) -> int:
                         temperature=args.temperature, max_tokens=args.max_tokens, seed=args.seed,
                         mcts_rollouts=args.mcts_rollouts, mcts_samples=args.mcts_samples, mcts_runs=args.mcts_runs,
                         mcts_temperature=args.mcts_temperature, mcts_top_n=args.mcts_top_n,
-                        answer_matches_output=args.answer_check,
+                        mcts_pick=args.mcts_pick, answer_matches_output=args.answer_check,
                         generator=GeneratorConfig(backend=args.backend, base_urls=tuple(args.base_url)),
                         scorer=ScorerConfig(backend="vllm" if args.backend == "vllm" else "transformers"))
     policy = checkpoints.resolve(store, args.model)

@@ -28,6 +28,7 @@ from rstar_pipeline.search.greedy import solve_greedy, solve_sampled
 
 METHODS = ("greedy", "best_of_n", "majority", "mcts", "mcts_majority")
 NEEDS_PPM = ("best_of_n", "mcts", "mcts_majority")
+MCTS_PICKS = ("q", "vote")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,10 @@ class EvalConfig:
     mcts_samples: int = field(default=4, metadata={"help": "mcts: children per expansion"})
     mcts_temperature: float = field(default=1.0, metadata={
         "help": "mcts: sampling temperature of the expansions (reference sft_eval_mcts: 1.0)"})
+    mcts_pick: str = field(default="q", metadata={
+        "help": "mcts: the answer of a search, 'q' (the answer node with the highest Q, as the paper) or 'vote' "
+                "(the answer most answer nodes give, among those the answer check keeps; ties go to the highest "
+                "Q): a vote beats a weak PPM's pick (bench/mcts_pick.py)"})
     mcts_runs: int = field(default=4, metadata={"help": "mcts_majority: independent MCTS runs (seeds seed, seed+1, ...)"})
     mcts_top_n: int = field(default=0, metadata={
         "help": "mcts_majority: vote among the N run answers the PPM scores highest (reference eval_maj.py: 4); 0 = all"})
@@ -78,6 +83,8 @@ class EvalConfig:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:
             raise ValueError(f"evaluation methods must be among {METHODS}, not {unknown or 'none'}")
+        if self.mcts_pick not in MCTS_PICKS:
+            raise ValueError(f"evaluation: mcts_pick must be one of {MCTS_PICKS}, not {self.mcts_pick!r}")
         if self.n < 1 or self.mcts_runs < 1 or min(self.limit, self.mcts_top_n, self.mcts_limit) < 0:
             raise ValueError("evaluation: n and mcts_runs must be >= 1, limit, mcts_limit and mcts_top_n >= 0")
 
@@ -229,8 +236,17 @@ def _graded(problem, prediction: str | None, score: float | None) -> dict:
 
 
 def _mcts_answers(problems, generator, scorer, sandbox, config: EvalConfig, seed: int) -> list[tuple]:
-    """(final answer, Q) of the best answer node of one MCTS run per problem; (None, None) when the
-    search found no answer."""
+    """(final answer, Q) of the answer node `mcts_pick` picks in one MCTS run per problem; (None, None)
+    when the search found no answer."""
+    best = []
+    for nodes in mcts_answer_nodes(problems, generator, scorer, sandbox, config, seed):
+        top = _picked(nodes, config.mcts_pick) if nodes else None
+        best.append((top.final_answer, top.q) if top else (None, None))
+    return best
+
+
+def mcts_answer_nodes(problems, generator, scorer, sandbox, config: EvalConfig, seed: int) -> list[list]:
+    """The answer nodes of one MCTS run per problem, guided by the PPM without ground truth."""
     from rstar_pipeline.search.config import SearchConfig
     from rstar_pipeline.search.mcts import run_search
     from rstar_pipeline.search.tree import Terminal
@@ -240,12 +256,18 @@ def _mcts_answers(problems, generator, scorer, sandbox, config: EvalConfig, seed
                           answer_matches_output=config.answer_matches_output,
                           max_tokens=config.max_tokens, seed=seed)
     trees, _ = run_search(problems, generator, sandbox, search, scorer=scorer, grader=None)
-    best = []
-    for tree in trees:
-        nodes = [n for n in tree.nodes if n.terminal == Terminal.ANSWER and n.final_answer]
-        top = max(nodes, key=lambda n: n.q) if nodes else None
-        best.append((top.final_answer, top.q) if top else (None, None))
-    return best
+    return [[n for n in tree.nodes if n.terminal == Terminal.ANSWER and n.final_answer] for tree in trees]
+
+
+def _picked(nodes: list, pick: str):
+    """The answer node of a search that `pick` ('q' or 'vote') chooses. Without ground truth an answer node
+    is judged (is_correct False) only by the answer check: a vote counts the others when there are any."""
+    ranked = sorted(nodes, key=lambda n: -n.q)
+    if pick == "q":
+        return ranked[0]
+    voters = [n for n in ranked if n.is_correct is not False] or ranked
+    k, _ = _vote([n.final_answer for n in voters])  # ties go to the earliest group: the highest Q
+    return voters[k]
 
 
 def evaluations_table(round: int, shard: str, model: str, benchmark: str, method: str, rows: list[dict]) -> pa.Table:

@@ -8,12 +8,13 @@ import sys
 
 import pytest
 
-from rstar_pipeline.evaluation import (EvalConfig, _best_of_n, _majority, _vote, _vote_runs, accuracy_chart, evaluate, load_benchmark,
+from rstar_pipeline.evaluation import (EvalConfig, _best_of_n, _majority, _picked, _vote, _vote_runs, accuracy_chart, evaluate, load_benchmark,
                                        sample_pairs, table6)
 from rstar_pipeline.llm.hf import TransformersGenerator
 from rstar_pipeline.problemsets import Problem
 from rstar_pipeline.sandbox import SandboxConfig, make_sandbox
 from rstar_pipeline.search.greedy import GreedyResult
+from rstar_pipeline.search.tree import Node
 from rstar_pipeline.warehouse.store import Warehouse
 from rstar_pipeline.warehouse.views import query
 from shared_data import SHARED_DATA, needs_shared
@@ -44,6 +45,24 @@ def test_vote_over_mcts_runs_keeps_the_top_n_by_ppm_score():
     assert _vote_runs(runs, top_n=3) == ("\\frac{1}{2}", 2 / 3)  # 0.9, 0.8 and 0.3 vote
     assert _vote_runs([("3", 0.2), ("4", 0.6)], top_n=0) == ("4", 0.5)  # a tie goes to the higher Q
     assert _vote_runs([(None, None)], top_n=4) == (None, 0.0)
+
+
+def answer_node(answer, q, set_aside=False):
+    node = Node(node_id=0, parent_id=None, depth=3, kind="answer", text="", final_answer=answer,
+                is_correct=False if set_aside else None)
+    node.visits, node.value_sum = 1, q
+    return node
+
+
+def test_mcts_pick_by_q_or_by_a_vote_over_the_answers_the_check_keeps():
+    nodes = [answer_node("7", 0.1), answer_node("\\frac{1}{2}", 0.9), answer_node("0.5", 0.2),
+             answer_node("7", 0.3), answer_node("7", 0.4, set_aside=True), answer_node("7", -1.0, set_aside=True)]
+    assert _picked(nodes, "q").final_answer == "\\frac{1}{2}"  # the paper: the highest Q
+    assert _picked(nodes, "vote").q == 0.9  # 1/2 twice against 7 twice (two 7s set aside): the higher Q wins
+    assert _picked(nodes[:4] + [answer_node("7", 0.0)], "vote").q == 0.3  # three 7s: its highest-Q node
+    assert _picked(nodes[4:], "vote").q == 0.4  # all set aside: they vote among themselves
+    with pytest.raises(ValueError, match="mcts_pick must be one of"):
+        EvalConfig(mcts_pick="ppm")
 
 
 class FixedScorer:

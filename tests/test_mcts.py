@@ -273,6 +273,21 @@ def test_answer_only_child_and_dedup(sandbox):
     assert [n.kind for n in tree.nodes[1:4]] == ["code", "answer", "answer"]  # then A gets its answer
 
 
+def test_answer_only_child_prefers_an_answer_that_agrees_with_the_output(sandbox):
+    """With answer_matches_output, the answer that drives out the rest is the first that boxes the printed
+    value (9 is sampled first, 5 agrees with the output 5); without it, the first answer, as the reference."""
+    script = {"": [A], A: [PRINT], A + PRINT + out(5): [ans(9), ans(5)]}
+    (tree,), stats, _ = search(script, sandbox, n_samples=2, rollouts=3, answer_matches_output=True)
+    assert [n.final_answer for n in tree.nodes if n.terminal == Terminal.ANSWER] == ["5"]
+    assert stats.answer_mismatches == 0
+    (tree,), stats, _ = search(script, sandbox, n_samples=2, rollouts=3, answer_matches_output=True,
+                               answer_only_child=False)
+    assert sorted(n.final_answer for n in tree.nodes if n.terminal == Terminal.ANSWER) == ["5", "9"]
+    assert stats.answer_mismatches == 1
+    (tree,), _, _ = search(script, sandbox, n_samples=2, rollouts=3)
+    assert [n.final_answer for n in tree.nodes if n.terminal == Terminal.ANSWER] == ["9"]
+
+
 def test_lock_step_batches(sandbox):
     """All trees expand together: one generate call and one sandbox batch per iteration."""
     rec = RecordingSandbox(sandbox)

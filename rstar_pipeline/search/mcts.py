@@ -137,14 +137,15 @@ class _Search:
 
     def _expand(self, targets: list[tuple[Tree, Node]], rollout: int) -> None:
         self.stats.iterations += 1
-        prompts = [self.template.build(t.problem.question, t.solution_text(n)) for t, n in targets]
+        solutions = [t.solution_text(n) for t, n in targets]
+        prompts = [self.template.build(t.problem.question, s) for (t, _), s in zip(targets, solutions)]
         t0 = time.perf_counter()
         outputs = self.generator.generate(prompts, self.config.sampling())
         self.stats.generate_s += time.perf_counter() - t0
         self.stats.prompts += len(prompts)
         candidates = []  # (tree, parent, step)
-        for (tree, node), completions in zip(targets, outputs):
-            steps = self._candidates(completions)
+        for (tree, node), solution, completions in zip(targets, solutions, outputs):
+            steps = self._candidates(completions, solution)
             if not steps:
                 node.terminal = Terminal.NO_VALID_CHILD
                 tree.backup(node, -1.0, recursive=self.config.backprop_failures)
@@ -154,8 +155,10 @@ class _Search:
                     for i, (tree, parent, step) in enumerate(candidates)]
         self._init_values([(tree, c) for (tree, _, _), c in zip(candidates, children)])
 
-    def _candidates(self, completions: list[Completion]) -> list[Step]:
-        """Parsed, de-duplicated samples; with `answer_only_child`, one answer drives out the rest."""
+    def _candidates(self, completions: list[Completion], solution: str) -> list[Step]:
+        """Parsed, de-duplicated samples; with `answer_only_child`, one answer drives out the rest: with
+        `answer_matches_output`, the first that agrees with the output above it (`solution`), if any, so
+        that a right program is not lost to one mis-boxed sample when another boxed its output."""
         steps: dict[str, Step] = {}
         for c in completions:
             self.stats.completions += 1
@@ -172,7 +175,8 @@ class _Search:
             steps[step.text] = step
         answers = [s for s in steps.values() if s.kind is StepKind.ANSWER]
         if self.config.answer_only_child and answers:
-            return answers[:1]
+            agree = [a for a in answers if answer_matches_output(solution, a.answer)]
+            return (agree if self.config.answer_matches_output and agree else answers)[:1]
         return list(steps.values())
 
     def _execute(self, candidates) -> dict[int, ExecResult]:
