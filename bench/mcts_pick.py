@@ -2,7 +2,7 @@
 
 For one round's policy and PPM, on the first `--problems` held-out problems of the evaluate preset
 (seed `--seed`), runs the evaluation's MCTS (`mcts_answer_nodes`, with the answer check) at each
-`--budget ROLLOUTS:TEMPERATURE`, in one process, and prints per budget: the answer `mcts_pick: q` gives
+`--budget ROLLOUTS:TEMPERATURE[:SAMPLES]` (samples per expansion, 4 by default), in one process, and prints per budget: the answer `mcts_pick: q` gives
 (the highest Q, as the paper), the one `mcts_pick: vote` gives, the share of problems where some answer
 node that the check keeps is right (what a perfect pick would reach), answer nodes per problem and
 seconds; greedy decoding on the same problems is the baseline. No thresholds.
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--round", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0, help="evaluation seed (the demo's: 1000 x its --seed)")
     parser.add_argument("--problems", type=int, default=100)
-    parser.add_argument("--budget", action="append", default=[], metavar="ROLLOUTS:TEMPERATURE",
+    parser.add_argument("--budget", action="append", default=[], metavar="ROLLOUTS:TEMPERATURE[:SAMPLES]",
                         help="an MCTS budget to measure (repeatable; default 4:0.4, the evaluate preset's)")
     args = parser.parse_args()
 
@@ -55,14 +55,15 @@ def main() -> None:
         print(f"round {args.round} of {args.store}, first {len(problems)} held-out problems: greedy "
               f"{share(r.is_correct for r in greedy)}", flush=True)
         for budget in args.budget or ["4:0.4"]:
-            rollouts, temperature = budget.split(":")
+            rollouts, temperature, samples = (budget + ":4").split(":")[:3]
             start = time.perf_counter()
             trees = mcts_answer_nodes(problems, generator, scorer, sandbox, replace(
-                config, mcts_rollouts=int(rollouts), mcts_temperature=float(temperature)), args.seed)
+                config, mcts_rollouts=int(rollouts), mcts_temperature=float(temperature), mcts_samples=int(samples)),
+                args.seed)
             picks = {pick: [right(_picked(nodes, pick) if nodes else None, p) for nodes, p in zip(trees, problems)]
                      for pick in ("q", "vote")}
             ceiling = [any(right(n, p) for n in nodes if n.is_correct is not False) for nodes, p in zip(trees, problems)]
-            print(f"  {rollouts} rollouts at {temperature}: pick q {share(picks['q'])}  vote {share(picks['vote'])}"
+            print(f"  {rollouts} rollouts x {samples} samples at {temperature}: pick q {share(picks['q'])}  vote {share(picks['vote'])}"
                   f"  some kept answer right {share(ceiling)}  answer nodes/problem "
                   f"{sum(map(len, trees)) / len(trees):.1f}  ({time.perf_counter() - start:.0f} s)", flush=True)
 
