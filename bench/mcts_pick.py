@@ -2,10 +2,11 @@
 
 For one round's policy and PPM, on the first `--problems` held-out problems of the evaluate preset
 (seed `--seed`), runs the evaluation's MCTS (`mcts_answer_nodes`, with the answer check) at each
-`--budget ROLLOUTS:TEMPERATURE[:SAMPLES]` (samples per expansion, 4 by default), in one process, and prints per budget: the answer `mcts_pick: q` gives
-(the highest Q, as the paper), the one `mcts_pick: vote` gives, the share of problems where some answer
-node that the check keeps is right (what a perfect pick would reach), answer nodes per problem and
-seconds; greedy decoding on the same problems is the baseline. No thresholds.
+`--budget ROLLOUTS:TEMPERATURE[:SAMPLES]` (samples per expansion, 4 by default), in one process, and
+prints per budget: the answer `mcts_pick: q` gives (the highest Q, as the paper), the one
+`mcts_pick: vote` gives, the share of problems where some answer node that the check keeps is right
+(what a perfect pick would reach), answer nodes per problem and seconds; greedy decoding on the same
+problems is the baseline. No thresholds.
 
     .venv/bin/python bench/mcts_pick.py --store warehouse/store --round 4 --seed 0 --budget 4:0.4 --budget 8:0.7
 """
@@ -17,7 +18,7 @@ import time
 from contextlib import closing
 from dataclasses import replace
 
-from rstar_pipeline.evaluation import EvalConfig, _picked, load_benchmark, mcts_answer_nodes
+from rstar_pipeline.evaluation import EvalConfig, load_benchmark, mcts_answer_nodes, picked_answer
 from rstar_pipeline.grading import is_equivalent
 from rstar_pipeline.llm.config import GeneratorConfig, ScorerConfig, make_generator, make_scorer
 from rstar_pipeline.sandbox import SandboxConfig, make_sandbox
@@ -60,11 +61,12 @@ def main() -> None:
             trees = mcts_answer_nodes(problems, generator, scorer, sandbox, replace(
                 config, mcts_rollouts=int(rollouts), mcts_temperature=float(temperature), mcts_samples=int(samples)),
                 args.seed)
-            picks = {pick: [right(_picked(nodes, pick) if nodes else None, p) for nodes, p in zip(trees, problems)]
-                     for pick in ("q", "vote")}
-            ceiling = [any(right(n, p) for n in nodes if n.is_correct is not False) for nodes, p in zip(trees, problems)]
-            print(f"  {rollouts} rollouts x {samples} samples at {temperature}: pick q {share(picks['q'])}  vote {share(picks['vote'])}"
-                  f"  some kept answer right {share(ceiling)}  answer nodes/problem "
+            picks = {pick: [right(picked_answer(nodes, pick) if nodes else None, p)
+                            for nodes, p in zip(trees, problems)] for pick in ("q", "vote")}
+            ceiling = [any(right(n, p) for n in nodes if n.is_correct is not False)
+                       for nodes, p in zip(trees, problems)]
+            print(f"  {rollouts} rollouts x {samples} samples at {temperature}: pick q {share(picks['q'])}"
+                  f"  vote {share(picks['vote'])}  some kept answer right {share(ceiling)}  answer nodes/problem "
                   f"{sum(map(len, trees)) / len(trees):.1f}  ({time.perf_counter() - start:.0f} s)", flush=True)
 
 

@@ -240,7 +240,7 @@ def _mcts_answers(problems, generator, scorer, sandbox, config: EvalConfig, seed
     when the search found no answer."""
     best = []
     for nodes in mcts_answer_nodes(problems, generator, scorer, sandbox, config, seed):
-        top = _picked(nodes, config.mcts_pick) if nodes else None
+        top = picked_answer(nodes, config.mcts_pick) if nodes else None
         best.append((top.final_answer, top.q) if top else (None, None))
     return best
 
@@ -259,7 +259,7 @@ def mcts_answer_nodes(problems, generator, scorer, sandbox, config: EvalConfig, 
     return [[n for n in tree.nodes if n.terminal == Terminal.ANSWER and n.final_answer] for tree in trees]
 
 
-def _picked(nodes: list, pick: str):
+def picked_answer(nodes: list, pick: str):
     """The answer node of a search that `pick` ('q' or 'vote') chooses. Without ground truth an answer node
     is judged (is_correct False) only by the answer check: a vote counts the others when there are any."""
     ranked = sorted(nodes, key=lambda n: -n.q)

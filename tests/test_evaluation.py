@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from rstar_pipeline.evaluation import (EvalConfig, _best_of_n, _majority, _picked, _vote, _vote_runs, accuracy_chart, evaluate, load_benchmark,
-                                       sample_pairs, table6)
+from rstar_pipeline.evaluation import (EvalConfig, _best_of_n, _majority, _vote, _vote_runs, accuracy_chart, evaluate,
+                                       load_benchmark, picked_answer, sample_pairs, table6)
 from rstar_pipeline.llm.hf import TransformersGenerator
 from rstar_pipeline.problemsets import Problem
 from rstar_pipeline.sandbox import SandboxConfig, make_sandbox
@@ -57,10 +57,10 @@ def answer_node(answer, q, set_aside=False):
 def test_mcts_pick_by_q_or_by_a_vote_over_the_answers_the_check_keeps():
     nodes = [answer_node("7", 0.1), answer_node("\\frac{1}{2}", 0.9), answer_node("0.5", 0.2),
              answer_node("7", 0.3), answer_node("7", 0.4, set_aside=True), answer_node("7", -1.0, set_aside=True)]
-    assert _picked(nodes, "q").final_answer == "\\frac{1}{2}"  # the paper: the highest Q
-    assert _picked(nodes, "vote").q == 0.9  # 1/2 twice against 7 twice (two 7s set aside): the higher Q wins
-    assert _picked(nodes[:4] + [answer_node("7", 0.0)], "vote").q == 0.3  # three 7s: its highest-Q node
-    assert _picked(nodes[4:], "vote").q == 0.4  # all set aside: they vote among themselves
+    assert picked_answer(nodes, "q").final_answer == "\\frac{1}{2}"  # the paper: the highest Q
+    assert picked_answer(nodes, "vote").q == 0.9  # 1/2 twice against 7 twice (two 7s set aside): the higher Q wins
+    assert picked_answer(nodes[:4] + [answer_node("7", 0.0)], "vote").q == 0.3  # three 7s: its highest-Q node
+    assert picked_answer(nodes[4:], "vote").q == 0.4  # all set aside: they vote among themselves
     with pytest.raises(ValueError, match="mcts_pick must be one of"):
         EvalConfig(mcts_pick="ppm")
 
