@@ -175,8 +175,9 @@ class _Search:
             steps[step.text] = step
         answers = [s for s in steps.values() if s.kind is StepKind.ANSWER]
         if self.config.answer_only_child and answers:
-            agree = [a for a in answers if answer_matches_output(solution, a.answer)]
-            return (agree if self.config.answer_matches_output and agree else answers)[:1]
+            if self.config.answer_matches_output:
+                answers = [a for a in answers if answer_matches_output(solution, a.answer)] or answers
+            return answers[:1]
         return list(steps.values())
 
     def _execute(self, candidates) -> dict[int, ExecResult]:
