@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rstar_pipeline.steps import OUTPUT, OUTPUT_END
+from rstar_pipeline.training.augment import counterfactual_rows
 from rstar_pipeline.training.tokens import add_step_tokens
 
 SAMPLING = {"random": "random", "rebalance": "batch_rebalance", "group_by_length": "group_by_length"}
@@ -53,6 +54,10 @@ class PolicyTrainingConfig:
                 "least padding, but each batch then holds problems of one size, which stalled the mini student)"})
     mask_tool_output: bool = field(default=False, metadata={
         "help": "leave the sandbox's <output> blocks out of the loss (the interpreter writes them, not the policy)"})
+    answer_copy_share: float = field(default=0.0, metadata={
+        "help": "extra rows, as a share of the training rows, whose final output and boxed answer are replaced by a "
+                "new 2-4 digit value (training/augment.py): copying long numbers from the output is learnt; "
+                "0 = off (the paper)"})
     init: str = field(default="base", metadata={
         "help": "what round r starts from: 'base' (the base model, as the paper does) or 'previous' (round r-1's "
                 "policy, continued: the mini world's short demo)"})
@@ -67,6 +72,8 @@ class PolicyTrainingConfig:
     def __post_init__(self):
         if self.max_steps < 0 or self.batch_size < 1 or self.learning_rate <= 0 or not 0 <= self.eval_fraction < 1:
             raise ValueError(f"invalid policy training config: {self}")
+        if not 0.0 <= self.answer_copy_share <= 1.0:
+            raise ValueError(f"policy training: answer_copy_share must be in [0, 1], not {self.answer_copy_share}")
         if self.sampling not in SAMPLING:
             raise ValueError(f"policy training: sampling must be one of {SAMPLING}, not {self.sampling!r}")
         if self.init not in ("base", "previous"):
@@ -119,6 +126,7 @@ def train_policy(init_model: str, rows: list[dict], out_dir: str | Path, config:
     if not rows:
         raise ValueError("policy training: no SFT rows (no correct, error-free trajectory was selected)")
     train_rows, eval_rows = split_by_problem(rows, config.eval_fraction, config.seed)
+    copies = counterfactual_rows(train_rows, config.answer_copy_share, config.seed)
     tokenizer = AutoTokenizer.from_pretrained(init_model)
     model = AutoModelForCausalLM.from_pretrained(init_model)
     add_step_tokens(tokenizer, model)
@@ -135,7 +143,7 @@ def train_policy(init_model: str, rows: list[dict], out_dir: str | Path, config:
         logging_steps=max(1, (config.max_steps or 100) // 20), report_to="none", save_strategy="no",
         bf16=config.bf16, activation_checkpointing=config.activation_checkpointing, use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0, seed=config.seed, disable_tqdm=True)
-    trainer = _trainer_class()(model=model, args=args, train_dataset=as_dataset(train_rows),
+    trainer = _trainer_class()(model=model, args=args, train_dataset=as_dataset(train_rows + copies),
                          eval_dataset=as_dataset(eval_rows) if eval_rows else None, processing_class=tokenizer,
                          callbacks=callbacks)
     start = time.perf_counter()
@@ -145,6 +153,7 @@ def train_policy(init_model: str, rows: list[dict], out_dir: str | Path, config:
     trainer.save_model(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    return {"train_rows": len(train_rows), "eval_rows": len(eval_rows), "steps": trainer.state.global_step,
+    return {"train_rows": len(train_rows), "answer_copy_rows": len(copies), "eval_rows": len(eval_rows),
+            "steps": trainer.state.global_step,
             "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
             "eval_loss": eval_loss, "train_s": round(train_s, 1), "config": asdict(config)}
