@@ -6,8 +6,8 @@ For one round's policy, on the first `--problems` held-out problems of the evalu
                  of which how many outputs were right (the program solved it; the answer lost it)
   resampled      for those contradictions, the answer step sampled `--samples` times at each `--temperature`:
                  the share of samples that box the printed value, and on how many problems any of them does
-  copy by size   counterfactual outputs: every right greedy solution (of the round policy) with an integer output gets a random
-                 value of 1, 2, 3 and 4 digits in place of its output, and the answer is written greedily
+  copy by size   counterfactual outputs: every right greedy solution of the round policy with an integer output
+                 gets a random value of 1, 2, 3 and 4 digits in place of its output, and the answer is written greedily
                  again; the share that boxes exactly the new value (copying, not solving: the code is unchanged)
 
 No thresholds; it prints figures.
@@ -51,8 +51,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--store", required=True)
     parser.add_argument("--round", type=int, default=4)
-    parser.add_argument("--policy", help="another model to measure (e.g. the base model): it writes the answers, and the "
-                                         "copy test's solutions are still the round policy's (default: the round policy)")
+    parser.add_argument("--policy", help="another model to measure (e.g. a retrained policy): it writes the answers; "
+                                         "the copy test's solutions stay the round policy's (default: the round policy)")
     parser.add_argument("--seed", type=int, default=0, help="evaluation seed (the demo's: 1000 x its --seed)")
     parser.add_argument("--problems", type=int, default=500)
     parser.add_argument("--samples", type=int, default=16)
@@ -73,13 +73,15 @@ def main() -> None:
     printed = [(_OUTPUT.findall(r.solution) or [""])[-1].strip().splitlines()[-1:] for _, r in wrong]
     print(f"{policy}, {len(problems)} held-out problems: greedy "
           f"{sum(r.is_correct for r in results) / len(results):.3f}; {len(wrong)} answers contradict their output, "
-          f"{sum(bool(o) and is_equivalent(o[0], p.answers) for (p, _), o in zip(wrong, printed))} of those outputs right")
+          f"{sum(bool(o) and is_equivalent(o[0], p.answers) for (p, _), o in zip(wrong, printed))} of those "
+          "outputs right")
 
     for temperature in args.temperature or [0.4, 1.0]:
         texts = answers(generator, [p.question for p, _ in wrong], [head(r.solution) for _, r in wrong],
                         SamplingConfig(n=args.samples, temperature=temperature, seed=1))
         agree = [[answer_matches_output(t, extract_boxed(t)) for t in group] for group in texts]
-        print(f"  resampled at {temperature}: {sum(map(sum, agree)) / max(1, args.samples * len(agree)):.3f} of samples "
+        share = sum(map(sum, agree)) / max(1, args.samples * len(agree))
+        print(f"  resampled at {temperature}: {share:.3f} of samples "
               f"box the output; some sample does on {sum(map(any, agree))} of {len(agree)}")
 
     right = [(p, r) for p, r in zip(problems, contexts) if r.is_correct and re.search(

@@ -28,7 +28,8 @@ def test_counterfactual_rows_change_only_the_last_output_and_the_answer_to_one_n
             {k: v for k, v in source.items() if k not in ("problem_id", "completion")}
         assert c["completion"].startswith(STEPS)
         value = c["completion"].split("<output>")[1].split("<end_of_output>")[0]
-        assert c["completion"].endswith(f"<end_of_output>\n<answer>Ann has \\boxed{{{value}}} pens now.\n<end_of_answer>")
+        answer = f"<end_of_output>\n<answer>Ann has \\boxed{{{value}}} pens now.\n<end_of_answer>"
+        assert c["completion"].endswith(answer)
         lengths.add(len(value))
     assert lengths <= {2, 3, 4} and 3 in lengths
     assert len(counterfactual_rows(rows, 1.0, seed=0)) == 40  # at most one per row
