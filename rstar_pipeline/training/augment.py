@@ -9,7 +9,8 @@ long answers to copy, so the copy of long numbers is never learnt.
 A counterfactual row is a training row whose final output and boxed answer are both replaced by one
 new value, mostly of three or four digits; every step before them is unchanged. The interpreter writes
 `<output>` blocks at generation time, so the altered output is context the policy reads, never text it
-is asked to produce in use (`mask_tool_output` takes it out of the loss altogether).
+is asked to produce in use (with `mask_tool_output` off, the loss also covers it, to no effect on what the
+policy writes). Rows whose last output has several lines, or whose answer is not that output, are not drawn.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ SUFFIX = "~copy"  # problem_id of a counterfactual row: its source's id + SUFFIX
 
 def counterfactual_rows(rows: list[dict], share: float, seed: int) -> list[dict]:
     """`share * len(rows)` rows (at most one per row) drawn from `rows`, seeded, each with its last output
-    and boxed answer set to one new value. Rows whose boxed answer is not their last output are not drawn."""
+    and boxed answer set to one new value."""
     rng = random.Random(f"answer-copy:{seed}")
     usable = [(r, m) for r in rows if (m := _TAIL.search(r["completion"])) and m.group(1).strip() == m.group(3).strip()]
     out = []
