@@ -9,8 +9,9 @@ long answers to copy, so the copy of long numbers is never learnt.
 A counterfactual row is a training row whose final output and boxed answer are both replaced by one
 new value, mostly of three or four digits; every step before them is unchanged. The interpreter writes
 `<output>` blocks at generation time, so the altered output is context the policy reads, never text it
-is asked to produce in use (with `mask_tool_output` off, the loss also covers it, to no effect on what the
-policy writes). Rows whose last output has several lines, or whose answer is not that output, are not drawn.
+is asked to produce in use (with `mask_tool_output` off, as in the presets, the loss covers it too, though the
+policy never writes an output in use). Rows whose last output has several lines, or whose answer is not that
+output, are not drawn.
 """
 
 from __future__ import annotations
