@@ -28,10 +28,10 @@ from rstar_pipeline.llm.base import SamplingConfig
 from rstar_pipeline.llm.config import GeneratorConfig, make_generator
 from rstar_pipeline.sandbox import SandboxConfig, make_sandbox
 from rstar_pipeline.search.greedy import solve_greedy
-from rstar_pipeline.steps import ANSWER_END, OUTPUT, OUTPUT_END, answer_matches_output, extract_boxed, load_template
+from rstar_pipeline.steps import (ANSWER_END, OUTPUT, OUTPUT_END, answer_matches_output, extract_boxed,
+                                  last_output, load_template)
 
 SFT = load_template("sft")
-_OUTPUT = re.compile(re.escape(OUTPUT) + r"([^<]*)" + re.escape(OUTPUT_END))
 
 
 def head(solution: str) -> str:
@@ -70,10 +70,10 @@ def main() -> None:
         contexts = solve_greedy(problems, make_generator(config, round_policy), sandbox, max_tokens=256) \
             if args.policy else results
     wrong = [(p, r) for p, r in zip(problems, results) if not answer_matches_output(r.solution, r.prediction)]
-    printed = [(_OUTPUT.findall(r.solution) or [""])[-1].strip().splitlines()[-1:] for _, r in wrong]
+    printed = [last_output(r.solution) for _, r in wrong]
     print(f"{policy}, {len(problems)} held-out problems: greedy "
           f"{sum(r.is_correct for r in results) / len(results):.3f}; {len(wrong)} answers contradict their output, "
-          f"{sum(bool(o) and is_equivalent(o[0], p.answers) for (p, _), o in zip(wrong, printed))} of those "
+          f"{sum(bool(o) and is_equivalent(o, p.answers) for (p, _), o in zip(wrong, printed))} of those "
           "outputs right")
 
     for temperature in args.temperature or [0.4, 1.0]:

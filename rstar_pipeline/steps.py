@@ -126,12 +126,18 @@ def answer_matches_output(solution: str, answer: str | None) -> bool:
     output precedes the answer (nothing to contradict); the output's last line is compared by the grader."""
     if answer is None:
         return False
+    printed = last_output(solution)
+    return True if printed is None else bool(printed) and is_equivalent(answer, [printed])
+
+
+def last_output(solution: str) -> str | None:
+    """The last line of the last `<output>` block (stripped; "" if it is empty), None without one."""
     end = solution.rfind(OUTPUT_END)
     start = solution.rfind(OUTPUT, 0, end)
     if end < 0 or start < 0:
-        return True
+        return None
     lines = solution[start + len(OUTPUT):end].strip().splitlines()
-    return bool(lines) and is_equivalent(answer, [lines[-1].strip()])
+    return lines[-1].strip() if lines else ""
 
 
 def _preview(text: str, n: int = 80) -> str:
