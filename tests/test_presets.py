@@ -36,6 +36,8 @@ def test_gpu_presets_carry_the_paper_values():
     for r in ROUNDS:
         assert gpu[r][f"round_{r}__policy"]["config"]["training"]["learning_rate"] == 7e-6
         assert gpu[r][f"round_{r}__ppm"]["config"]["learning_rate"] == 7e-6
+        # the paper trains on its trajectories only: the mini world's answer-copy rows stay off
+        assert gpu[r][f"round_{r}__policy"]["config"]["training"].get("answer_copy_share", 0) == 0
         if r > 1:
             assert gpu[r][f"round_{r}__mcts_trees"]["config"]["generator"] == {
                 **gpu[r][f"round_{r}__mcts_trees"]["config"]["generator"], "backend": "vllm",
