@@ -33,8 +33,6 @@ from rstar_pipeline.warehouse.summaries import search_summary
 from rstar_pipeline.warehouse.views import query
 
 BENCHMARK = "miniworld"
-COLUMNS = ("round", "search_solve_rate", "sft_rows", "policy_greedy", "best_of_n", "mcts_ppm", "ppm_pair_accuracy",
-           "ppm_sample_pair_accuracy")
 METHOD_COLUMNS = {"greedy": "policy_greedy", "best_of_n": "best_of_n", "mcts": "mcts_ppm"}
 
 
@@ -89,6 +87,7 @@ def summary(store: Warehouse, teacher_rows: list[dict], problems: list[Problem])
         for method, column in METHOD_COLUMNS.items():
             hits = [e["correct"] for e in evals if e["round"] == r and e["method"] == method]
             row[column] = round(sum(hits) / len(hits), 4) if hits else None
+        row["greedy_on_mcts_problems"] = _greedy_on_mcts_problems([e for e in evals if e["round"] == r])
         row["policy_greedy_by_level"] = _by_level([e for e in evals if e["round"] == r and e["method"] == "greedy"],
                                                   levels)
         out.append(row)
@@ -96,6 +95,14 @@ def summary(store: Warehouse, teacher_rows: list[dict], problems: list[Problem])
     out.append({"round": "teacher", "policy_greedy": round(sum(hits) / len(hits), 4) if hits else None,
                 "policy_greedy_by_level": _by_level(teacher_rows, levels)})
     return out
+
+
+def _greedy_on_mcts_problems(evals: list[dict]) -> float | None:
+    """Greedy pass@1 on the problems MCTS ran on (`mcts_limit`: the first N): the like-for-like baseline for
+    the search, whose first N problems can be easier or harder than the whole benchmark."""
+    searched = {e["problem_id"] for e in evals if e["method"] == "mcts"}
+    hits = [e["correct"] for e in evals if e["method"] == "greedy" and e["problem_id"] in searched]
+    return round(sum(hits) / len(hits), 4) if hits else None
 
 
 def _rounded(value: float | None) -> float | None:
@@ -112,14 +119,14 @@ def _by_level(rows: list[dict], levels: dict[str, int]) -> dict[str, float]:
 def markdown(rows: list[dict]) -> str:
     levels = sorted({lv for r in rows for lv in r.get("policy_greedy_by_level", {})}, key=int)
     head = ["round", "search solved", "SFT rows", "policy greedy", *(f"L{lv}" for lv in levels), "best-of-N (PPM)",
-            "MCTS + PPM", "PPM pair acc.", "PPM on samples"]
+            "MCTS + PPM", "greedy, MCTS problems", "PPM pair acc.", "PPM on samples"]
     pct = lambda v: "" if v is None else f"{100 * v:.1f}%"
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         by_level = r.get("policy_greedy_by_level", {})
         cells = [str(r["round"]), pct(r.get("search_solve_rate")), str(r.get("sft_rows") or ""),
                  pct(r.get("policy_greedy")), *(f"{100 * by_level[lv]:.0f}" if lv in by_level else "" for lv in levels),
-                 pct(r.get("best_of_n")), pct(r.get("mcts_ppm")),
+                 pct(r.get("best_of_n")), pct(r.get("mcts_ppm")), pct(r.get("greedy_on_mcts_problems")),
                  *("" if r.get(k) is None else f"{r[k]:.3f}" for k in ("ppm_pair_accuracy", "ppm_sample_pair_accuracy"))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -155,7 +155,8 @@ def evaluated(evolved):
     """The evaluate job run on the evolved store."""
     store, _ = evolved
     config = {"benchmarks": ["miniworld"], "methods": ["greedy", "best_of_n", "majority", "mcts", "mcts_majority"],
-              "miniworld_problems": 3, "n": 2, "max_tokens": 32, "mcts_rollouts": 2, "mcts_samples": 2, "mcts_runs": 2}
+              "miniworld_problems": 3, "n": 2, "max_tokens": 32, "mcts_rollouts": 2, "mcts_samples": 2, "mcts_runs": 2,
+              "mcts_limit": 2}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RSTAR_STORE", str(store.root))
         result = defs.resolve_job_def("evaluate").execute_in_process(
@@ -171,7 +172,7 @@ def test_evaluate_job_tables_every_finished_round(evaluated, monkeypatch, capsys
     store, result = evaluated
     monkeypatch.setenv("RSTAR_STORE", str(store.root))
     rows = query(store, "SELECT round, method, count(*) AS n FROM evaluations GROUP BY ALL ORDER BY ALL").to_pylist()
-    assert rows == [{"round": r, "method": m, "n": 3} for r in (1, 2, 3, 4)
+    assert rows == [{"round": r, "method": m, "n": 2 if m.startswith("mcts") else 3} for r in (1, 2, 3, 4)
                     for m in ("best_of_n", "greedy", "majority", "mcts", "mcts_majority")]
     metadata = result.asset_materializations_for_node("round_4__eval")[0].metadata
     table = metadata["table6"].value
@@ -210,6 +211,11 @@ def test_demo_summary_has_a_row_per_round_and_the_teacher(evaluated, monkeypatch
     greedy = query(store, "SELECT round, avg(correct::int) AS a FROM evaluations WHERE method = 'greedy' "
                           "AND round > 0 GROUP BY 1 ORDER BY 1").to_pylist()
     assert [round(g["a"], 4) for g in greedy] == [r["policy_greedy"] for r in rows[:4]]
+    # MCTS's baseline: greedy on exactly the problems MCTS ran on
+    same = query(store, "SELECT g.round, avg(g.correct::int) AS a FROM evaluations g JOIN evaluations m USING "
+                        "(round, problem_id) WHERE g.method = 'greedy' AND m.method = 'mcts' AND g.round > 0 "
+                        "GROUP BY 1 ORDER BY 1").to_pylist()
+    assert [round(g["a"], 4) for g in same] == [r["greedy_on_mcts_problems"] for r in rows[:4]]
     teacher = query(store, "SELECT count(*) AS n, avg(correct::int) AS a FROM evaluations WHERE model = 'teacher'"
                     ).to_pylist()[0]
     assert teacher["n"] == 3 and rows[4]["policy_greedy"] == round(teacher["a"], 4)
