@@ -2,8 +2,8 @@
 
 One row per round: the search's solve rate, the SFT rows the round's policy trained on, that policy's
 greedy pass@1 on held-out problems (overall and by level), best-of-N ranked by the round's PPM, MCTS
-with the PPM (no ground truth) and greedy on the same problems (MCTS runs on the first N), the PPM's held-out pair accuracy (pairs of problems held out of the PPM's
-training, though not of the policy's) and its accuracy on the policy's own best-of-N samples of the
+with the PPM (no ground truth) and greedy on the same problems (MCTS runs on the first N), the PPM's
+held-out pair accuracy (pairs of problems held out of the PPM's training, though not of the policy's) and its accuracy on the policy's own best-of-N samples of the
 held-out problems (every correct vs wrong sample of one problem); and a `teacher` row with the
 bootstrap teacher's own greedy pass@1 on the same held-out problems, the baseline a student that learns
 from verified search data should overtake. The policy figures come from the `evaluations` table
@@ -84,15 +84,13 @@ def summary(store: Warehouse, teacher_rows: list[dict], problems: list[Problem])
                else None}
         figures = (store.meta("evaluations", f"{BENCHMARK}.best_of_n", r) or {}).get("figures", {})
         row["ppm_sample_pair_accuracy"] = _rounded(figures.get("ppm_sample_pair_accuracy"))
+        round_evals = [e for e in evals if e["round"] == r]
         for method, column in METHOD_COLUMNS.items():
-            hits = [e["correct"] for e in evals if e["round"] == r and e["method"] == method]
-            row[column] = round(sum(hits) / len(hits), 4) if hits else None
-        row["greedy_on_mcts_problems"] = _greedy_on_mcts_problems([e for e in evals if e["round"] == r])
-        row["policy_greedy_by_level"] = _by_level([e for e in evals if e["round"] == r and e["method"] == "greedy"],
-                                                  levels)
+            row[column] = _rate(e["correct"] for e in round_evals if e["method"] == method)
+        row["greedy_on_mcts_problems"] = _greedy_on_mcts_problems(round_evals)
+        row["policy_greedy_by_level"] = _by_level([e for e in round_evals if e["method"] == "greedy"], levels)
         out.append(row)
-    hits = [t["correct"] for t in teacher_rows]
-    out.append({"round": "teacher", "policy_greedy": round(sum(hits) / len(hits), 4) if hits else None,
+    out.append({"round": "teacher", "policy_greedy": _rate(t["correct"] for t in teacher_rows),
                 "policy_greedy_by_level": _by_level(teacher_rows, levels)})
     return out
 
@@ -101,7 +99,12 @@ def _greedy_on_mcts_problems(evals: list[dict]) -> float | None:
     """Greedy pass@1 on the problems MCTS ran on (`mcts_limit`: the first N): the like-for-like baseline for
     the search, whose first N problems can be easier or harder than the whole benchmark."""
     searched = {e["problem_id"] for e in evals if e["method"] == "mcts"}
-    hits = [e["correct"] for e in evals if e["method"] == "greedy" and e["problem_id"] in searched]
+    return _rate(e["correct"] for e in evals if e["method"] == "greedy" and e["problem_id"] in searched)
+
+
+def _rate(hits) -> float | None:
+    """Share of true values, rounded as the summary is; None for no rows."""
+    hits = list(hits)
     return round(sum(hits) / len(hits), 4) if hits else None
 
 
