@@ -8,20 +8,25 @@ every write is atomic, so a re-run never duplicates or loses rows.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
+import os
 import time
+from concurrent.futures import as_completed
+from contextlib import closing
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pyarrow as pa
 
 import rstar_pipeline
-from rstar_pipeline import checkpoints
+from rstar_pipeline import checkpoints, parallel
 from rstar_pipeline.llm.base import Generator, PPMScorer
-from rstar_pipeline.llm.config import GeneratorConfig, ScorerConfig
+from rstar_pipeline.llm.config import GeneratorConfig, ScorerConfig, make_generator, make_scorer
 from rstar_pipeline.miniworld.teacher import TeacherConfig
 from rstar_pipeline.problemsets import Problem, ProblemsConfig, Rejected, load_problems, problem_id, shard_of
+from rstar_pipeline.sandbox import make_sandbox
 from rstar_pipeline.sandbox.base import Sandbox, SandboxConfig
 from rstar_pipeline.search import extract
 from rstar_pipeline.search.config import SearchConfig
@@ -140,6 +145,50 @@ class ShardSearch:
     problems: int
     nodes: int
     wall_s: float
+    pid: int = 0  # the process that searched it (0: kept from an earlier run)
+
+
+def search_shards(store: Warehouse, spec: RoundSearch, shards: Sequence[str], processes: int = 1,
+                  on_done: Callable[[ShardSearch], None] = lambda result: None) -> list[ShardSearch]:
+    """Search `shards` (`search_shard` each), in this process or, with `processes` > 1, that many shards at a
+    time in worker processes of one torch thread (`parallel`): the trees are the same either way, since
+    every shard is searched alone. `on_done` hears of each shard as it finishes; results in shard order."""
+    if processes > 1 and "vllm" in (spec.generator.backend, spec.scorer.backend if spec.ppm else None):
+        raise ValueError("search processes > 1 are for CPU backends: each worker would load its own vLLM engine")
+    if processes <= 1 or len(shards) < 2:
+        generator, scorer = _search_models(spec)
+        with closing(make_sandbox(spec.sandbox)) as sandbox:
+            return [_reported(search_shard(store, spec, shard, generator, sandbox, scorer), on_done) for shard in shards]
+    with parallel.pool(min(processes, len(shards)), _start_search_worker, (str(store.root), spec)) as workers:
+        futures = [workers.submit(_search_in_worker, shard) for shard in shards]
+        for future in as_completed(futures):
+            on_done(future.result())
+        return [future.result() for future in futures]
+
+
+def _reported(result: ShardSearch, on_done: Callable[[ShardSearch], None]) -> ShardSearch:
+    on_done(result)
+    return result
+
+
+def _search_models(spec: RoundSearch) -> tuple[Generator, PPMScorer | None]:
+    generator = make_generator(spec.generator, spec.policy.path if spec.policy else "", spec.teacher)
+    return generator, make_scorer(spec.scorer, spec.ppm.path) if spec.ppm else None
+
+
+_WORKER: dict = {}  # in a search worker process: its store, spec, models and sandbox
+
+
+def _start_search_worker(root: str, spec: RoundSearch) -> None:
+    generator, scorer = _search_models(spec)
+    sandbox = make_sandbox(spec.sandbox)
+    atexit.register(sandbox.close)  # a spawned worker runs atexit handlers when the pool shuts down
+    _WORKER.update(store=Warehouse(root), spec=spec, generator=generator, scorer=scorer, sandbox=sandbox)
+
+
+def _search_in_worker(shard: str) -> ShardSearch:
+    w = _WORKER
+    return search_shard(w["store"], w["spec"], shard, w["generator"], w["sandbox"], w["scorer"])
 
 
 def search_shard(store: Warehouse, spec: RoundSearch, shard: str, generator: Generator, sandbox: Sandbox,
@@ -166,7 +215,7 @@ def search_shard(store: Warehouse, spec: RoundSearch, shard: str, generator: Gen
     table = pa.table({"round": [spec.round] * n, "shard": [shard] * n, **cols}) if n else TREE_NODES.empty_table()
     meta = {"round": spec.round, "shard": shard, "identity": identity, "config": spec.to_json(), "stats": asdict(stats)}
     store.write("tree_nodes", table, shard, spec.round, meta)
-    return ShardSearch(shard, False, len(problems), n, time.perf_counter() - start)
+    return ShardSearch(shard, False, len(problems), n, time.perf_counter() - start, os.getpid())
 
 
 def rollout_budgets(store: Warehouse, spec: RoundSearch, problems: Sequence[Problem]) -> list[int]:

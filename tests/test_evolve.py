@@ -2,6 +2,7 @@
 training, checkpoints that load back, and the rule that a round needs its predecessor's models."""
 
 import json
+import shutil
 
 import pytest
 from dagster import DagsterInstance
@@ -19,13 +20,13 @@ TRAIN = {"max_steps": 6, "batch_size": 8, "gradient_accumulation": 1, "warmup_st
          "include_previous_rounds": True}
 
 
-def tiny_round(r: int) -> dict:
+def tiny_round(r: int, processes: int = 1) -> dict:
     search = {"rollouts": 2, "n_samples": 2, "seed": r}
     if r > 1:
         search.update(max_problems_per_shard=1, max_tokens=40, min_level=2)
     if r == 4:
         search["unsolved_rollouts"] = 3
-    mcts = {"search": search, "sandbox": SANDBOX}
+    mcts = {"search": search, "sandbox": SANDBOX, "processes": processes}
     if r > 1:
         mcts["generator"] = {"batch_size": 32}
     init = {"init": "previous"} if r > 2 else {}  # rounds 3-4 continue round r-1's models, round 2 does not
@@ -41,12 +42,15 @@ BASE = {"problems": {"config": {"count": 16, "seed": 3}},
 LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
-def run(job: str, store, monkeypatch, rounds):
+PROCESSES = {3: 2}  # round 3 searches two shards at a time in worker processes (policy and PPM in each)
+
+
+def run(job: str, store, monkeypatch, rounds, processes=PROCESSES, **kwargs):
     monkeypatch.setenv("RSTAR_STORE", str(store))
     ops = dict(BASE) if 1 in rounds else {}
     for r in rounds:
-        ops.update(tiny_round(r))
-    return defs.resolve_job_def(job).execute_in_process(run_config={"ops": ops, **LOGS},
+        ops.update(tiny_round(r, processes.get(r, 1)))
+    return defs.resolve_job_def(job).execute_in_process(run_config={"ops": ops, **LOGS}, **kwargs,
                                                         instance=DagsterInstance.ephemeral(), raise_on_error=False)
 
 
@@ -140,6 +144,25 @@ def test_a_round_alone_needs_its_predecessor(tmp_path, monkeypatch):
     assert "round_1/policy" in str(failure.step_failure_data.user_failure_data or failure.step_failure_data.error)
 
 
+def test_search_in_worker_processes_writes_the_trees_of_one_process(evolved, tmp_path, monkeypatch):
+    """Round 3 searched its shards two at a time in worker processes; searched again in this process (a copy
+    of the store from before round 3), every shard's trees are the same, column for column."""
+    from dagster import AssetKey
+
+    store, evolve = evolved
+    searched = evolve.asset_materializations_for_node("round_3__mcts_trees")[0].metadata
+    assert searched["search_processes"].value == 2
+    copy = Warehouse(shutil.copytree(store.root, tmp_path / "store", ignore=shutil.ignore_patterns("round_3", "round_4")))
+    result = run("round_3", copy.root, monkeypatch, [3], processes={}, asset_selection=[AssetKey(["round_3", "mcts_trees"])])
+    assert result.success
+    assert result.asset_materializations_for_node("round_3__mcts_trees")[0].metadata["search_processes"].value == 1
+    shards = query(store, "SELECT shard, identity FROM search_shards WHERE round = 3 ORDER BY shard").to_pylist()
+    assert len(shards) >= 2 and shards == query(copy, "SELECT shard, identity FROM search_shards WHERE round = 3 "
+                                                      "ORDER BY shard").to_pylist()
+    for row in shards:
+        assert store.read("tree_nodes", row["shard"], 3).equals(copy.read("tree_nodes", row["shard"], 3))
+
+
 def test_rerun_keeps_trained_models(evolved, monkeypatch):
     """Running round 4 again with the same inputs keeps the search and the checkpoints (no retraining)."""
     store, _ = evolved
@@ -221,3 +244,17 @@ def test_demo_summary_has_a_row_per_round_and_the_teacher(evaluated, monkeypatch
     assert teacher["n"] == 3 and rows[4]["policy_greedy"] == round(teacher["a"], 4)
     assert (store.root / "demo" / "summary.png").read_bytes()[:4] == b"\x89PNG"
     assert "| teacher |" in (store.root / "demo" / "summary.md").read_text()
+
+
+def test_search_processes_refuse_vllm(tmp_path):
+    """Worker processes would each start a vLLM engine on the one GPU: refused before anything starts."""
+    from rstar_pipeline import stages
+    from rstar_pipeline.llm.config import GeneratorConfig, ScorerConfig
+    from rstar_pipeline.miniworld.teacher import TeacherConfig
+    from rstar_pipeline.sandbox import SandboxConfig
+    from rstar_pipeline.search.config import SearchConfig
+
+    spec = stages.RoundSearch(2, SearchConfig(), GeneratorConfig(backend="vllm"), ScorerConfig(), TeacherConfig(),
+                              SandboxConfig())
+    with pytest.raises(ValueError, match="search processes > 1 are for CPU backends"):
+        stages.search_shards(Warehouse(tmp_path), spec, ["shard_000", "shard_001"], processes=2)

@@ -7,8 +7,7 @@ Round r: `round_r/mcts_trees` (partitioned by problem shard; from round 2 on it 
 Each asset is a thin loop over its run's shards or a single call into the core, plus metadata.
 """
 
-from contextlib import closing
-
+import pydantic
 from dagster import (AssetExecutionContext, AssetKey, AssetsDefinition, AssetSelection, Config, Failure,
                      MaterializeResult, MetadataValue, asset, define_asset_job)
 
@@ -18,9 +17,9 @@ from rstar_pipeline.assets.models import base_model
 from rstar_pipeline.assets.partitions import ALL_SHARDS_TAGS, one_run_per_shard, shards
 from rstar_pipeline.assets.problems import problems
 from rstar_pipeline.assets.resources import WarehouseResource
-from rstar_pipeline.llm.config import GeneratorConfig, ScorerConfig, make_generator, make_scorer
+from rstar_pipeline.llm.config import GeneratorConfig, ScorerConfig
 from rstar_pipeline.miniworld.teacher import TeacherConfig
-from rstar_pipeline.sandbox import SandboxConfig, make_sandbox
+from rstar_pipeline.sandbox import SandboxConfig
 from rstar_pipeline.schedule import ROUNDS, round_defaults
 from rstar_pipeline.search.config import SearchConfig
 from rstar_pipeline.search.extract import PairConfig, TrajectoryConfig
@@ -39,10 +38,14 @@ def _mcts_config(r: int) -> type[Config]:
     search = dagster_config(SearchConfig, **defaults["search"])
     generator = dagster_config(GeneratorConfig, **defaults["generator"])
     teacher, scorer, sandbox = (dagster_config(c) for c in (TeacherConfig, ScorerConfig, SandboxConfig))
+    processes = pydantic.Field(default=1, ge=1, description=(
+        "shards searched at once, each in a worker process of one torch thread (rstar_pipeline.parallel): "
+        "on 2 cores, 2 search rounds 2-4 about 1.5x faster; the trees are the same"))
     return type(f"MctsTreesConfig{r}", (Config,), {
         "__annotations__": {"search": search, "generator": generator, "scorer": scorer, "teacher": teacher,
-                            "sandbox": sandbox},
-        "search": search(), "generator": generator(), "scorer": scorer(), "teacher": teacher(), "sandbox": sandbox()})
+                            "sandbox": sandbox, "processes": int},
+        "search": search(), "generator": generator(), "scorer": scorer(), "teacher": teacher(), "sandbox": sandbox(),
+        "processes": processes})
 
 
 class PolicyRunConfig(Config):
@@ -67,15 +70,12 @@ def round_assets(r: int) -> list[AssetsDefinition]:
                                          to_core(config.teacher, TeacherConfig), to_core(config.sandbox, SandboxConfig))
         except FileNotFoundError as e:
             raise Failure(description=str(e)) from e
-        generator = make_generator(spec.generator, spec.policy.path if spec.policy else "", spec.teacher)
-        scorer = make_scorer(spec.scorer, spec.ppm.path) if spec.ppm else None
-        done = []
-        with closing(make_sandbox(spec.sandbox)) as sandbox:
-            for shard in context.partition_keys:
-                result = stages.search_shard(store, spec, shard, generator, sandbox, scorer)
-                verb = "kept (same identity)" if result.skipped else f"searched in {result.wall_s:.1f}s"
-                context.log.info(f"{shard}: {result.problems} problems, {result.nodes} nodes, {verb}")
-                done.append(result)
+
+        def log(result: stages.ShardSearch) -> None:
+            verb = "kept (same identity)" if result.skipped else f"searched in {result.wall_s:.1f}s"
+            context.log.info(f"{result.shard}: {result.problems} problems, {result.nodes} nodes, {verb}")
+
+        done = stages.search_shards(store, spec, context.partition_keys, config.processes, log)
         return MaterializeResult(metadata=_search_metadata(store, r, context.partition_keys, done, spec))
 
     @asset(key=AssetKey([group, "trajectories"]), deps=[mcts_trees], **common)
@@ -148,6 +148,7 @@ def _search_metadata(store, r: int, keys: list[str], done: list[stages.ShardSear
         "mean_answer_depth": round(s["mean_answer_depth"], 3),
         "programs": s["programs"], "failed_programs": s["failed_programs"],
         "shards_searched": len(searched), "shards_kept": len(done) - len(searched),
+        "search_processes": len({d.pid for d in searched}),
         "search_wall_s": round(wall, 2),
         "nodes_per_s": round(sum(d.nodes for d in searched) / wall, 1) if wall else 0.0,
         "terminals": MetadataValue.md(markdown(s["terminals"])),
