@@ -3,7 +3,9 @@
 The round's policy and PPM evaluate the first `--problems` mini-world problems (MCTS on the first
 `--mcts-problems`) with the evaluate preset's methods and budget, one method at a time, in this process.
 Prints per method the wall seconds, the seconds inside `generate` and inside `score` (the rest is the
-sandbox and bookkeeping) and the pass rate; no thresholds. (Running the MCTS methods in a worker process
+sandbox and bookkeeping) and the pass rate. Then MCTS again with the scorer scoring every text whole
+(`share_prefixes` off, the baseline) against its shared starts (on: a node's children run the question
+and steps so far once): PPM seconds, the ratio, and whether the rows agree. No thresholds. (Running the MCTS methods in a worker process
 beside the others was measured this way and was slower, 0.91x: MCTS uses two torch threads well.)
 
     .venv/bin/python bench/evaluation.py --store warehouse/store --round 1 [--problems 200] [--mcts-problems 50]
@@ -70,6 +72,16 @@ def main() -> None:
             rows = evaluate(generator, scorer, problems, replace(config, methods=(method,)), sandbox).rows[method]
             print(f"  {method:<10} {time.perf_counter() - start:6.1f} s: generate {generator.seconds:6.1f} s, PPM "
                   f"{scorer.seconds:5.1f} s; pass {sum(r['correct'] for r in rows) / len(rows):.3f}", flush=True)
+        mcts, seconds = {}, {}
+        for share in (False, True):
+            scorer.inner.share_prefixes, scorer.seconds = share, 0.0
+            mcts[share] = evaluate(generator, scorer, problems, replace(config, methods=("mcts",)), sandbox).rows["mcts"]
+            seconds[share] = scorer.seconds
+    passed = {k: sum(r["correct"] for r in v) for k, v in mcts.items()}
+    print(f"mcts PPM scoring: whole texts {seconds[False]:.1f} s, shared starts {seconds[True]:.1f} s, "
+          f"{seconds[False] / seconds[True]:.2f}x faster; solved {passed[False]} vs {passed[True]}, "
+          f"{sum(a != b for a, b in zip(mcts[False], mcts[True]))} of {len(mcts[True])} rows differ "
+          f"(float rounding reorders near-equal children)")
 
 
 if __name__ == "__main__":

@@ -160,6 +160,30 @@ def test_scorer_reads_out_the_raw_head(ppm_path):
     assert scorer.score([]) == []
 
 
+def test_scorer_runs_shared_starts_once_with_the_same_outputs(ppm_path):
+    """Children of one node (the question and steps so far, then a step each) are scored with their shared
+    start run once and its KV cache copied: the same outputs as whole texts, to float precision, in prompt
+    order, beside texts that share nothing and with texts cut at the start (max_tokens)."""
+    from rstar_pipeline.llm.hf import _shared_starts
+
+    steps = "<code>\n# Step 1: start\napples = {n}\n<end_of_step>"
+    texts = [question(n) + steps.format(n=n) + f"\n\n# Step 2: buy {k}\napples = apples + {k}\n<end_of_step>"
+             for n in (9, 250) for k in (1, 2, 30, 4)] + MIXED
+    texts = texts[::2] + texts[1::2]  # siblings not next to each other
+    for max_tokens in (2048, 40):
+        scorer = TransformersScorer(ppm_path, device="cpu", dtype="float32", batch_size=5, max_tokens=max_tokens)
+        scorer.min_shared = 8
+        ids = [row[-max_tokens:] for row in scorer.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        groups = _shared_starts(ids, scorer.min_shared)
+        assert sorted(len(members) for members, _ in groups)[-2:] == [4, 4]
+        assert all(shared >= 8 and all(ids[i][:shared] == ids[members[0]][:shared] for i in members)
+                   for members, shared in groups)
+        shared = scorer.raw(texts)
+        scorer.share_prefixes = False
+        assert shared.tolist() == pytest.approx(scorer.raw(texts).tolist(), abs=1e-4)
+        assert len(set(shared.tolist())) > len(texts) // 2  # the outputs differ: order is tested
+
+
 # ---------------------------------------------------------------- OpenAI-compatible backend
 
 

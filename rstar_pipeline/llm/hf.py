@@ -5,7 +5,9 @@
 honours stop strings (a stop string that is one token, as the step tags are, stops generation exactly;
 others are found in the decoded text), and is seeded. `TransformersScorer` reads the PPM's scalar head
 at the last token of each prefix and returns `ppm_readout(raw)`; long prefixes are cut at the start, so
-the step being judged is kept.
+the step being judged is kept. Texts of one call that begin alike (a search scores a node's children:
+the question and the steps so far, then one step each) run their shared start once: MCTS's PPM time
+1.73x less (bench/evaluation.py), the outputs equal to scoring each text whole up to float rounding.
 Neither is thread-safe (torch's random state and the fast tokenizer's padding settings are shared
 state): call one from one thread at a time.
 """
@@ -13,6 +15,7 @@ state): call one from one thread at a time.
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Sequence
 
 from rstar_pipeline.llm.base import Completion, SamplingConfig, cut_at_stop, ppm_readout
@@ -105,8 +108,6 @@ class TransformersGenerator:
         return generator
 
     def _setup(self, model, tokenizer, batch_size: int, max_prompt_tokens: int) -> None:
-        import inspect
-
         import torch
 
         self.torch, self.model, self.device = torch, model.eval(), model.device
@@ -231,6 +232,37 @@ class TransformersGenerator:
         return done if done.stop else Completion(text, "length")
 
 
+def _shared_starts(ids: list[list[int]], min_shared: int) -> list[tuple[list[int], int]]:
+    """Groups of at least two texts (token lists) that begin with the same `min_shared` tokens or more:
+    (members, shared length), the shared length leaving every member one token of its own. Texts are
+    grouped by their first `min_shared` tokens, then the shared part is the members' longest common start."""
+    by_start: dict[tuple, list[int]] = {}
+    for i, row in enumerate(ids):
+        if len(row) > min_shared:
+            by_start.setdefault(tuple(row[:min_shared]), []).append(i)
+    groups = []
+    for members in by_start.values():
+        if len(members) > 1:
+            first, shared = ids[members[0]], min(len(ids[i]) for i in members) - 1
+            for i in members[1:]:
+                shared = next((k for k in range(min_shared, shared) if ids[i][k] != first[k]), shared)
+            groups.append((members, shared))
+    return groups
+
+
+def _chunks(groups: list[tuple[list[int], int]], rows: int):
+    """Consecutive groups holding about `rows` members per forward pass (a larger group goes alone)."""
+    chunk, size = [], 0
+    for group in sorted(groups, key=lambda g: g[1]):  # similar shared lengths pad less
+        if chunk and size + len(group[0]) > rows:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(group)
+        size += len(group[0])
+    if chunk:
+        yield chunk
+
+
 class TransformersScorer:
     """PPM scores with a `...ForSequenceClassification` checkpoint (one label: the raw reward)."""
 
@@ -246,24 +278,70 @@ class TransformersScorer:
         self.model = AutoModelForSequenceClassification.from_pretrained(model, dtype=torch_dtype).to(self.device)
         self.model.eval()
         self.batch_size, self.max_tokens = batch_size, max_tokens
+        self.share_prefixes, self.min_shared = True, 32  # bench/evaluation.py --compare-scorers turns it off
+        params = inspect.signature(getattr(self.model, self.model.base_model_prefix).forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
 
     def raw(self, prefixes: Sequence[str]):
-        """The value head's raw outputs, one per prefix, as a float tensor."""
+        """The value head's raw outputs, one per prefix, as a float tensor. Texts that share a long start (a
+        node's children in a search: the question and the steps so far) run that start once (`_shared`)."""
         torch = self.torch
-        # batches of similar length pad less: a search scores prefixes from one step to whole solutions
-        order = sorted(range(len(prefixes)), key=lambda i: len(prefixes[i]))
-        chunks = []
-        for start in range(0, len(order), self.batch_size):
-            batch = [prefixes[i] for i in order[start:start + self.batch_size]]
-            enc = self.tokenizer(batch, return_tensors="pt", padding=True, truncation=True, max_length=self.max_tokens,
-                                 add_special_tokens=False)
-            with torch.inference_mode():
-                chunks.append(self.model(**enc.to(self.device)).logits[:, 0].float().cpu())
-        if not chunks:
+        if not prefixes:
             return torch.zeros(0)
-        raw = torch.empty(len(order))
-        raw[torch.tensor(order)] = torch.cat(chunks)
+        ids = self.tokenizer(list(prefixes), add_special_tokens=False)["input_ids"]
+        ids = [row[-self.max_tokens:] for row in ids]  # cut at the start: the judged step is at the end
+        groups = _shared_starts(ids, self.min_shared) if self.share_prefixes and self._parts() else []
+        alone = sorted(set(range(len(ids))) - {i for members, _ in groups for i in members},
+                       key=lambda i: len(ids[i]))  # similar lengths pad less
+        raw = torch.empty(len(ids))
+        with torch.inference_mode():
+            for start in range(0, len(alone), self.batch_size):
+                rows = alone[start:start + self.batch_size]
+                raw[torch.tensor(rows, dtype=torch.long)] = self._whole([ids[i] for i in rows])
+            for chunk in _chunks(groups, self.batch_size):
+                rows = [i for members, _ in chunk for i in members]
+                raw[torch.tensor(rows, dtype=torch.long)] = self._shared(ids, chunk)
         return raw
+
+    def _parts(self):
+        """(backbone, head) of a `...ForSequenceClassification` model, when it has the usual two (`score`)."""
+        backbone = getattr(self.model, self.model.base_model_prefix, None)
+        head = getattr(self.model, "score", None)
+        return (backbone, head) if backbone is not None and isinstance(head, self.torch.nn.Linear) else None
+
+    def _padded(self, rows: list[list[int]]):
+        torch = self.torch
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for k, r in enumerate(rows):
+            ids[k, :len(r)], mask[k, :len(r)] = torch.tensor(r, dtype=torch.long), 1
+        return ids.to(self.device), mask.to(self.device)
+
+    def _whole(self, rows: list[list[int]]):
+        ids, mask = self._padded(rows)
+        return self.model(input_ids=ids, attention_mask=mask).logits[:, 0].float().cpu()
+
+    def _shared(self, ids: list[list[int]], groups: list[tuple[list[int], int]]):
+        """Raw outputs of the groups' members, in order: each group's shared start runs once (right-padded
+        with the other groups'), its KV cache is copied to the members, then their own tokens run after it
+        at their true positions; the head reads the last real token, as for a whole text."""
+        from transformers import DynamicCache
+
+        torch = self.torch
+        backbone, head = self._parts()
+        starts, start_mask = self._padded([ids[members[0]][:shared] for members, shared in groups])
+        cache = DynamicCache(config=self.model.config)
+        backbone(input_ids=starts, attention_mask=start_mask, use_cache=True, **{self._cache_kw: cache})
+        owner = torch.tensor([g for g, (members, _) in enumerate(groups) for _ in members], device=self.device)
+        cache.batch_select_indices(owner)
+        rests, rest_mask = self._padded([ids[i][shared:] for members, shared in groups for i in members])
+        lengths = torch.tensor([shared for members, shared in groups for _ in members], device=self.device)
+        positions = lengths[:, None] + torch.arange(rests.shape[1], device=self.device)[None, :]
+        hidden = backbone(input_ids=rests, attention_mask=torch.cat([start_mask[owner], rest_mask], dim=1),
+                          position_ids=positions, use_cache=True, **{self._cache_kw: cache}).last_hidden_state
+        last = rest_mask.sum(1) - 1
+        return head(hidden[torch.arange(len(last)), last]).float()[:, 0].cpu()
 
     def score(self, prefixes: Sequence[str]) -> list[float]:
         return ppm_readout(self.raw(prefixes)).tolist()
