@@ -280,7 +280,8 @@ def _print_summary(round_no: int, wall: float | None = None) -> None:
     print(f"  problems      {s['problems']}  solved {s['solved']} ({100 * s['solve_rate']:.1f}%)")
     print(f"  tree nodes    {s['nodes']}  mean depth {s['mean_depth']:.2f}  programs run {s['programs']}")
     if search_s:
-        print(f"  search        {search_s:.1f} s  ({s['nodes'] / search_s:.0f} nodes/s)")
+        # the shards' own seconds, added up: more than the wall time when shards ran at once (`processes`)
+        print(f"  search        {search_s:.1f} s over shards  ({s['nodes'] / search_s:.0f} nodes/s per process)")
     print(f"  trajectories  {t['trajectories']}  correct {t['correct']}  SFT rows {t['sft_selected']}")
     print(f"  pairs         {p['pairs']}  step {p['step_pairs']}  final {p['final_pairs']}  "
           f"mean margin {p['mean_margin']:.2f}")

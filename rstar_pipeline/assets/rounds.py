@@ -7,6 +7,8 @@ Round r: `round_r/mcts_trees` (partitioned by problem shard; from round 2 on it 
 Each asset is a thin loop over its run's shards or a single call into the core, plus metadata.
 """
 
+import time
+
 import pydantic
 from dagster import (AssetExecutionContext, AssetKey, AssetsDefinition, AssetSelection, Config, Failure,
                      MaterializeResult, MetadataValue, asset, define_asset_job)
@@ -39,8 +41,8 @@ def _mcts_config(r: int) -> type[Config]:
     generator = dagster_config(GeneratorConfig, **defaults["generator"])
     teacher, scorer, sandbox = (dagster_config(c) for c in (TeacherConfig, ScorerConfig, SandboxConfig))
     processes = pydantic.Field(default=1, ge=1, description=(
-        "shards searched at once, each in a worker process of one torch thread (rstar_pipeline.parallel): "
-        "on 2 cores, 2 search rounds 2-4 about 1.5x faster; the trees are the same"))
+        "shards searched at once, each in a worker process of one torch thread (rstar_pipeline.parallel): the "
+        "trees are the same; on 2 cores, 2 processes search the mini world's rounds 2-3 1.24-1.29x faster (bench/shards.py)"))
     return type(f"MctsTreesConfig{r}", (Config,), {
         "__annotations__": {"search": search, "generator": generator, "scorer": scorer, "teacher": teacher,
                             "sandbox": sandbox, "processes": int},
@@ -75,8 +77,10 @@ def round_assets(r: int) -> list[AssetsDefinition]:
             verb = "kept (same identity)" if result.skipped else f"searched in {result.wall_s:.1f}s"
             context.log.info(f"{result.shard}: {result.problems} problems, {result.nodes} nodes, {verb}")
 
+        start = time.perf_counter()
         done = stages.search_shards(store, spec, context.partition_keys, config.processes, log)
-        return MaterializeResult(metadata=_search_metadata(store, r, context.partition_keys, done, spec))
+        wall = time.perf_counter() - start
+        return MaterializeResult(metadata=_search_metadata(store, r, context.partition_keys, done, spec, wall))
 
     @asset(key=AssetKey([group, "trajectories"]), deps=[mcts_trees], **common)
     def trajectories(context: AssetExecutionContext, config: TrajectoryRunConfig,
@@ -138,10 +142,10 @@ def _checkpoint_metadata(ckpt: checkpoints.Checkpoint, trained: bool) -> dict:
             "identity": ckpt.identity, **numbers, "config": MetadataValue.json(ckpt.config)}
 
 
-def _search_metadata(store, r: int, keys: list[str], done: list[stages.ShardSearch], spec) -> dict:
+def _search_metadata(store, r: int, keys: list[str], done: list[stages.ShardSearch], spec, wall: float) -> dict:
     s = search_summary(store, r, keys)
     searched = [d for d in done if not d.skipped]
-    wall = sum(d.wall_s for d in searched)
+    wall = wall if searched else 0.0
     return {
         "problems": s["problems"], "solved": s["solved"], "solve_rate": round(s["solve_rate"], 4),
         "nodes": s["nodes"], "mean_depth": round(s["mean_depth"], 3),

@@ -278,7 +278,7 @@ class TransformersScorer:
         self.model = AutoModelForSequenceClassification.from_pretrained(model, dtype=torch_dtype).to(self.device)
         self.model.eval()
         self.batch_size, self.max_tokens = batch_size, max_tokens
-        self.share_prefixes, self.min_shared = True, 32  # bench/evaluation.py --compare-scorers turns it off
+        self.share_prefixes, self.min_shared = True, 32  # off: every text whole (bench/evaluation.py compares)
         params = inspect.signature(getattr(self.model, self.model.base_model_prefix).forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
 
