@@ -3,8 +3,9 @@
 One row per round: the search's solve rate, the SFT rows the round's policy trained on, that policy's
 greedy pass@1 on held-out problems (overall and by level), best-of-N ranked by the round's PPM, MCTS
 with the PPM (no ground truth) and greedy on the same problems (MCTS runs on the first N), the PPM's
-held-out pair accuracy (pairs of problems held out of the PPM's training, though not of the policy's) and its accuracy on the policy's own best-of-N samples of the
-held-out problems (every correct vs wrong sample of one problem); and a `teacher` row with the
+held-out pair accuracy (pairs of problems held out of the PPM's training, though not of the policy's)
+and its accuracy on the policy's own best-of-N samples of the held-out problems (every correct vs wrong
+sample of one problem); and a `teacher` row with the
 bootstrap teacher's own greedy pass@1 on the same held-out problems, the baseline a student that learns
 from verified search data should overtake. The policy figures come from the `evaluations` table
 (`round_r/eval`), the others from the round's tables and checkpoints; the teacher is evaluated here,

@@ -157,18 +157,17 @@ def search_shards(store: Warehouse, spec: RoundSearch, shards: Sequence[str], pr
         raise ValueError("search processes > 1 are for CPU backends: each worker would load its own vLLM engine")
     if processes <= 1 or len(shards) < 2:
         generator, scorer = _search_models(spec)
+        results = []
         with closing(make_sandbox(spec.sandbox)) as sandbox:
-            return [_reported(search_shard(store, spec, shard, generator, sandbox, scorer), on_done) for shard in shards]
+            for shard in shards:
+                results.append(search_shard(store, spec, shard, generator, sandbox, scorer))
+                on_done(results[-1])
+        return results
     with parallel.pool(min(processes, len(shards)), _start_search_worker, (str(store.root), spec)) as workers:
         futures = [workers.submit(_search_in_worker, shard) for shard in shards]
         for future in as_completed(futures):
             on_done(future.result())
         return [future.result() for future in futures]
-
-
-def _reported(result: ShardSearch, on_done: Callable[[ShardSearch], None]) -> ShardSearch:
-    on_done(result)
-    return result
 
 
 def _search_models(spec: RoundSearch) -> tuple[Generator, PPMScorer | None]:
