@@ -52,6 +52,7 @@ VARIANTS = {
     "default": {},
     "no_pretrain": {"student": {"pretrain_steps": 0}},
     "no_reading": {"student": {"pretrain_reading_share": 0.0}},
+    "list_reading": {"student": {"pretrain_reading": "lists"}},
     "digits": {"student": {"digit_tokens": True}},
     "random_batches": {"training": {"sampling": "random", "batch_size": 32, "gradient_accumulation": 1}},
     "group_by_length": {"training": {"sampling": "group_by_length", "batch_size": 32, "gradient_accumulation": 1}},

@@ -172,25 +172,38 @@ def test_teacher_reads_the_sft_template_too():
     assert c.text.startswith("<code>\n# Step 1")
 
 
-def test_pretraining_reading_documents_copy_the_sentence_and_run(sandbox):
-    """A reading document writes down every number of its sentence, in order, and its program prints the
-    value its <output> shows; with share 0 the corpus is exactly the one without reading documents."""
+def test_pretraining_reading_documents_copy_the_prose_and_run(sandbox):
+    """A reading document writes down every number of its prose, in order: a question's documents quote
+    each sentence in a comment before assigning its numbers, a list's document assigns each listed number;
+    its program prints the value its <output> shows. With share 0 the corpus has no reading documents."""
     import random
     import re
 
-    from rstar_pipeline.miniworld.pretrain import documents, reading
+    from rstar_pipeline.miniworld.pretrain import documents, question_reading, reading
+    from rstar_pipeline.miniworld.student import StudentConfig
     from rstar_pipeline.steps import step_code
 
-    docs = [reading(random.Random(k)) for k in range(30)]
-    for doc in docs:
+    lists = [reading(random.Random(k)) for k in range(30)]
+    for doc in lists:
         sentence, rest = doc.split("\n", 1)
         assigned = re.findall(r"^\w+ = (\d+)$", rest, flags=re.M)
         assert assigned == re.findall(r"\d+", sentence) and len(assigned) >= 2
+    questions = [question_reading(random.Random(k)) for k in range(30)]
+    for doc in questions:
+        question, rest = doc.split("\n", 1)
+        quoted = re.findall(r"^# Step \d+: (.*)$", rest, flags=re.M)
+        assert " ".join(quoted) + " " + question.rsplit(". ", 1)[1] == question  # every sentence, in order
+        assigned = [re.findall(r"\d+", a) for a in re.findall(r"^step_\d+ = (.*)$", rest, flags=re.M)]
+        assert assigned == [re.findall(r"\d+", q) for q in quoted]
+    docs = lists + questions
     results = sandbox.run([step_code(doc.split("\n", 1)[1]) for doc in docs])
     assert [r.stdout.strip() for r in results] == [re.search(r"<output>(\d+)", d).group(1) for d in docs]
     assert documents(50, 1) == documents(50, 1, 0.0)
-    mixed = documents(200, 1, 0.3)
-    assert 30 < sum(d.count("# Step 1:") for d in mixed) < 90  # about 30% reading documents
+    for kind in ("questions", "lists"):
+        mixed = documents(200, 1, 0.3, kind)
+        assert 30 < sum(d.count("# Step 1:") for d in mixed) < 90  # about 30% reading documents
+    with pytest.raises(ValueError, match="pretrain_reading"):
+        StudentConfig(pretrain_reading="sentences")
 
 
 def test_search_labels_sibling_steps_with_monte_carlo_completions(sandbox):

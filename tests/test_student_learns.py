@@ -32,18 +32,20 @@ def learnt(tmp_path_factory):
     return before, after
 
 
-PRETRAIN_STEPS, ROWS, MAX_LEVEL, SFT_STEPS = 300, 400, 3, 200
+PRETRAIN_STEPS, ROWS, MAX_LEVEL, SFT_STEPS = 300, 400, 3, 300
 
 
 def test_short_training_lifts_number_token_accuracy(learnt):
     """A small student (hidden 64, 2 layers: the test runs in a minute on one thread), measured at seed 0:
-    before, answer 0.02, code 0.01, comment 0.00; after 300 pretraining and 200 SFT steps, answer 0.51,
-    code 0.17, comment 0.17. The copy from <output> into \\boxed{} forms first; the operands follow
-    (the demo's 0.9M student: code 0.83 after the same 200 steps, bench/student.py for the full curve)."""
+    before, answer 0.04, code 0.01, comment 0.01; after 300 pretraining and 300 SFT steps, answer 0.34,
+    code 0.99, comment 0.30. With the pretraining's reading documents on world questions (the default)
+    the operands form first and the copy from <output> into \\boxed{} follows; with one-sentence lists it
+    was the other way round (200 SFT steps: answer 0.51, code 0.17, comment 0.17). bench/student.py has
+    the demo's 0.9M student and the full curve."""
     before, after = learnt
     print("before", before, "\nafter ", after)
     for kind, lift in LIFTS.items():
         assert after[kind] >= before[kind] + lift, (kind, before, after)
 
 
-LIFTS = {"answer": 0.3, "code": 0.1, "comment": 0.1}
+LIFTS = {"answer": 0.2, "code": 0.6, "comment": 0.2}

@@ -10,10 +10,12 @@ documents, none of which solves a mini-world problem:
   in `\\boxed{}`, in the notebook format the pipeline uses (`<code>`, `<output>`, `<answer>`): variables
   and arithmetic, never a word problem, so it learns that the answer repeats the printed output, not
   which operation a sentence asks for;
-- optionally (`pretrain_reading_share`), reading: a sentence that lists a few quantities, then code
-  that writes each number down in a commented assignment and prints one of them. A real base model has
-  read much code that takes its numbers from the text around it; this is that skill (copying a number
-  from prose into a comment and the code), with no operation of the world in it.
+- optionally (`pretrain_reading_share`), reading: prose, then code that writes each of its numbers down
+  in a commented assignment and prints one of them. A real base model has read much code that takes its
+  numbers from the text around it; this is that skill (copying a number from prose into a comment and
+  the code), with no operation of the world in it. The prose is either a world question whose sentences
+  the code quotes one by one (`questions`, the default: the step that follows a sentence is where SFT's
+  solutions take their next operand from) or one sentence that lists a few quantities (`lists`).
 
 The loop is plain PyTorch (next-token loss on every token, AdamW, constant learning rate after a
 short warm-up, gradient clipping 1.0), seeded.
@@ -24,7 +26,9 @@ from __future__ import annotations
 import random
 import time
 
-from rstar_pipeline.miniworld.problems import ITEMS, NAMES, generate
+import re
+
+from rstar_pipeline.miniworld.problems import ITEMS, NAMES, generate, make_problem
 from rstar_pipeline.steps import ANSWER, ANSWER_END, CODE, CODE_END, OUTPUT, OUTPUT_END
 
 SNIPPET_SHARE = 0.7  # of the pretraining documents; the rest are questions
@@ -66,13 +70,32 @@ def reading(rng: random.Random) -> str:
             f"{ANSWER}{rng.choice(_REPORTS) % values[shown]}\n{ANSWER_END}")
 
 
-def documents(count: int, seed: int, reading_share: float = 0.0) -> list[str]:
+def question_reading(rng: random.Random) -> str:
+    """A world question (levels 1-6), then code that quotes each sentence in a comment, assigns its numbers
+    (one, or a tuple of two) and prints the first number of one sentence. No operation is applied."""
+    question = make_problem(rng, rng.randint(1, 6)).question
+    sentences = re.split(r"(?<=[.?])\s+", question)[:-1]  # the last one asks the question
+    numbers = [[int(n) for n in re.findall(r"\d+", s)] for s in sentences]
+    lines = []
+    for k, (sentence, nums) in enumerate(zip(sentences, numbers), 1):
+        lines += [f"# Step {k}: {sentence}", f"step_{k} = {nums[0] if len(nums) == 1 else tuple(nums)}"]
+    shown = rng.randrange(len(sentences))
+    value = numbers[shown][0]
+    code = "\n".join(lines + [f"print(step_{shown + 1}{'' if len(numbers[shown]) == 1 else '[0]'})"])
+    return (f"{question}\n{CODE}\n{code}\n{CODE_END}\n{OUTPUT}{value}{OUTPUT_END}\n"
+            f"{ANSWER}{rng.choice(_REPORTS) % value}\n{ANSWER_END}")
+
+
+READING = {"questions": question_reading, "lists": reading}
+
+
+def documents(count: int, seed: int, reading_share: float = 0.0, reading_kind: str = "questions") -> list[str]:
     rng = random.Random(f"pretrain:{seed}")
     questions = [p.question for p in generate(count, f"pretrain:{seed}", 1, 8)]
     docs = []
     for _ in range(count):
         if reading_share and rng.random() < reading_share:
-            docs.append(reading(rng))
+            docs.append(READING[reading_kind](rng))
         else:
             docs.append(snippet(rng) if rng.random() < SNIPPET_SHARE else rng.choice(questions))
     return docs
@@ -83,7 +106,8 @@ def pretrain(model, tokenizer, config) -> dict:
     import torch
     import torch.nn.functional as F
 
-    docs = documents(config.pretrain_steps * config.pretrain_batch_size, config.seed, config.pretrain_reading_share)
+    docs = documents(config.pretrain_steps * config.pretrain_batch_size, config.seed, config.pretrain_reading_share,
+                     config.pretrain_reading)
     encoded = [tokenizer(d, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for d in docs]
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.pretrain_lr, betas=(0.9, 0.95), weight_decay=0.0)
     warmup = max(1, config.pretrain_steps // 10)
