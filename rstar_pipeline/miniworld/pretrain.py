@@ -24,9 +24,8 @@ short warm-up, gradient clipping 1.0), seeded.
 from __future__ import annotations
 
 import random
-import time
-
 import re
+import time
 
 from rstar_pipeline.miniworld.problems import ITEMS, NAMES, generate, make_problem
 from rstar_pipeline.steps import ANSWER, ANSWER_END, CODE, CODE_END, OUTPUT, OUTPUT_END

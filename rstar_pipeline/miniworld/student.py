@@ -57,8 +57,10 @@ class StudentConfig:
     def __post_init__(self):
         if not 0.0 <= self.pretrain_reading_share <= 1.0:
             raise ValueError(f"student: pretrain_reading_share must be in [0, 1], not {self.pretrain_reading_share}")
-        if self.pretrain_reading not in ("questions", "lists"):
-            raise ValueError(f"student: pretrain_reading must be 'questions' or 'lists', not {self.pretrain_reading!r}")
+        from rstar_pipeline.miniworld.pretrain import READING
+
+        if self.pretrain_reading not in READING:
+            raise ValueError(f"student: pretrain_reading must be one of {sorted(READING)}, not {self.pretrain_reading!r}")
 
 
 def build_student(out_dir: str | Path, config: StudentConfig = StudentConfig()) -> dict:
