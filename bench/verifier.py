@@ -20,6 +20,8 @@ whether clean labels are what the PPM lacks. `--likelihood-reward STEPS` adds `l
 policy fine-tuned with the PPM's Bradley-Terry loss on the round's pairs (all rounds so far, as the
 preset), its reward being the summed log-likelihood of the judged step or solution instead of a value
 head: it says whether a verifier that keeps what the policy's likelihood knows ranks unseen samples better.
+`--likelihood-oracle` adds `ll_oracle`: the same, trained on the round's pairs plus the ground-truth pairs of
+`--oracle-problems` (the policy's own samples of training problems): on-policy pairs for the likelihood reward.
 
 The round's own step pairs (Monte-Carlo labels from the search): how many have a right chosen and a
 right rejected step (a label no verifier can learn); with `--completions M`, M sampled completions
@@ -29,6 +31,8 @@ rollouts per node would buy as a label. No thresholds; it prints figures.
     .venv/bin/python bench/verifier.py --store warehouse/store --round 4
     .venv/bin/python bench/verifier.py --store warehouse/store --round 4 --completions 4 --oracle-problems 400
     .venv/bin/python bench/verifier.py --store warehouse/store --round 4 --likelihood-reward 60
+    .venv/bin/python bench/verifier.py --store warehouse/store --round 4 --problems 500 --oracle-problems 1200 \
+        --oracle-temperature 0.7 --likelihood-reward 160 --likelihood-lr 2e-4 --likelihood-oracle
 """
 
 from __future__ import annotations
@@ -116,9 +120,10 @@ def completion_logprob(model, tokenizer, items: list[tuple[str, str]]):
     return (logp.gather(2, ids[:, 1:, None])[..., 0] * judged[:, :-1]).sum(1)
 
 
-def train_likelihood_reward(store: Warehouse, round: int, steps: int, lr: float, batch: int = 16) -> str:
+def train_likelihood_reward(store: Warehouse, round: int, steps: int, lr: float, extra: list[dict],
+                            batch: int = 16) -> str:
     """The round's policy trained with the Bradley-Terry loss on its summed log-likelihood of chosen vs
-    rejected (cosine lr, clipped gradients); returns its folder."""
+    rejected (cosine lr, clipped gradients), on the round's pairs and `extra` ones; returns its folder."""
     import random
 
     import torch
@@ -129,7 +134,7 @@ def train_likelihood_reward(store: Warehouse, round: int, steps: int, lr: float,
 
     policy = str(store.root / "models" / f"round_{round}" / "policy")
     tokenizer, model = AutoTokenizer.from_pretrained(policy), AutoModelForCausalLM.from_pretrained(policy)
-    pairs = pair_rows(store, round, previous_rounds=True)
+    pairs = pair_rows(store, round, previous_rounds=True) + extra
     random.Random(0).shuffle(pairs)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
@@ -144,10 +149,10 @@ def train_likelihood_reward(store: Warehouse, round: int, steps: int, lr: float,
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         scheduler.step()
-    out = store.root / "bench" / f"ll_reward_round_{round}"
+    out = store.root / "bench" / f"ll_reward{'_oracle' if extra else ''}_round_{round}"
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    print(f"  ll_reward: {len(pairs)} pairs, {steps} steps of {batch} at lr {lr}, last loss {loss.item():.3f}, "
+    print(f"  {out.name}: {len(pairs)} pairs, {steps} steps of {batch} at lr {lr}, last loss {loss.item():.3f}, "
           f"{time.perf_counter() - start:.0f} s -> {out}")
     return str(out)
 
@@ -260,26 +265,31 @@ def oracle_pairs(problems, groups, labels, template) -> list[dict]:
     return rows
 
 
-def train_oracle_ppm(store: Warehouse, round: int, generator, sandbox, args) -> str:
-    """A PPM trained like the round's (same start, same config) on ground-truth pairs; returns its folder."""
-    from dataclasses import fields
-
-    from rstar_pipeline.checkpoints import read
-    from rstar_pipeline.training.ppm import PPMTrainingConfig, train_ppm
-
+def ground_truth_pairs(store: Warehouse, generator, sandbox, args) -> list[dict]:
+    """`oracle_pairs` of the policy's samples of `--oracle-problems` level 3+ problems of the store."""
     rows = query(store, "SELECT problem_id, source, split, question, answers, level FROM problems WHERE level >= 3 "
                         "ORDER BY problem_id LIMIT $n", {"n": args.oracle_problems}).to_pylist()
     problems = [Problem(**{**r, "answers": tuple(r["answers"])}) for r in rows]
     groups = solve_sampled(problems, generator, sandbox, SamplingConfig(
         n=args.n, temperature=args.oracle_temperature, max_tokens=256, seed=2))
     pairs = oracle_pairs(problems, groups, label_steps(problems, groups, sandbox), load_template("sft"))
+    print(f"  ground-truth pairs: {len(problems)} problems, {sum(p['kind'] == 'step' for p in pairs)} step and "
+          f"{sum(p['kind'] == 'final' for p in pairs)} final pairs")
+    return pairs
+
+
+def train_oracle_ppm(store: Warehouse, round: int, pairs: list[dict]) -> str:
+    """A PPM trained like the round's (same start, same config) on ground-truth pairs; returns its folder."""
+    from dataclasses import fields
+
+    from rstar_pipeline.checkpoints import read
+    from rstar_pipeline.training.ppm import PPMTrainingConfig, train_ppm
+
     recorded = read(store, round, "ppm").config
     config = PPMTrainingConfig(**{f.name: recorded[f.name] for f in fields(PPMTrainingConfig) if f.name in recorded})
     out = store.root / "bench" / f"oracle_ppm_round_{round}"
     metrics = train_ppm(str(store.root / "models" / f"round_{round}" / "policy"), pairs, out, config)
-    print(f"  oracle_ppm: {len(problems)} problems, {sum(p['kind'] == 'step' for p in pairs)} step and "
-          f"{sum(p['kind'] == 'final' for p in pairs)} final pairs, {metrics['steps']} steps, "
-          f"{metrics['train_s']} s -> {out}")
+    print(f"  oracle_ppm: {metrics['steps']} steps, {metrics['train_s']} s -> {out}")
     return str(out)
 
 
@@ -316,9 +326,14 @@ def main() -> None:
     parser.add_argument("--likelihood-reward", type=int, default=0, metavar="STEPS",
                         help="train ll_reward for this many steps of 16 pairs (0: off)")
     parser.add_argument("--likelihood-lr", type=float, default=3e-4, help="its peak learning rate")
+    parser.add_argument("--likelihood-oracle", action="store_true",
+                        help="also train ll_oracle: ll_reward on the round's pairs plus the ground-truth pairs of "
+                             "--oracle-problems (the policy's own samples of training problems)")
     parser.add_argument("--ppm", action="append", default=[],
                         help="another PPM folder to measure beside the round's (repeatable)")
     args = parser.parse_args()
+    if args.likelihood_oracle and not (args.oracle_problems and args.likelihood_reward):
+        parser.error("--likelihood-oracle needs --oracle-problems and --likelihood-reward")
 
     store = Warehouse(args.store)
     models = store.root / "models" / f"round_{args.round}"
@@ -334,8 +349,9 @@ def main() -> None:
         pair_rows, truth = round_step_pairs(store, args.round, sandbox)
         wins = completion_wins(pair_rows, generator, sandbox, args.completions, 1.0) if args.completions else None
         ppms = [("ppm", str(models / "ppm")), *((path, path) for path in args.ppm)]
-        if args.oracle_problems:
-            ppms.append(("oracle_ppm", train_oracle_ppm(store, args.round, generator, sandbox, args)))
+        truth_pairs = ground_truth_pairs(store, generator, sandbox, args) if args.oracle_problems else []
+        if truth_pairs:
+            ppms.append(("oracle_ppm", train_oracle_ppm(store, args.round, truth_pairs)))
     print(f"round {args.round}: {len(problems)} held-out problems x {args.n} samples at T {args.temperature} "
           f"({time.perf_counter() - start:.0f} s to sample and label)")
     flat = [s for g in groups for s in g]
@@ -348,7 +364,10 @@ def main() -> None:
     verifiers = [(name, *ppm_scores(path, prompts, groups)) for name, path in ppms]
     lms = [("policy_ll", str(models / "policy"))]
     if args.likelihood_reward:
-        lms.append(("ll_reward", train_likelihood_reward(store, args.round, args.likelihood_reward, args.likelihood_lr)))
+        lms.append(("ll_reward", train_likelihood_reward(store, args.round, args.likelihood_reward, args.likelihood_lr, [])))
+    if args.likelihood_oracle:
+        lms.append(("ll_oracle", train_likelihood_reward(store, args.round, args.likelihood_reward, args.likelihood_lr,
+                                                         truth_pairs)))
     for name, path in lms:
         verifiers.append((name, *likelihood_scores(PolicyLikelihood(path), prompts, groups)))
     for name, step_score, final in verifiers:
