@@ -364,7 +364,8 @@ def main() -> None:
     verifiers = [(name, *ppm_scores(path, prompts, groups)) for name, path in ppms]
     lms = [("policy_ll", str(models / "policy"))]
     if args.likelihood_reward:
-        lms.append(("ll_reward", train_likelihood_reward(store, args.round, args.likelihood_reward, args.likelihood_lr, [])))
+        lms.append(("ll_reward", train_likelihood_reward(store, args.round, args.likelihood_reward, args.likelihood_lr,
+                                                         [])))
     if args.likelihood_oracle:
         lms.append(("ll_oracle", train_likelihood_reward(store, args.round, args.likelihood_reward, args.likelihood_lr,
                                                          truth_pairs)))
