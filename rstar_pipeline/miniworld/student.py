@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rstar_pipeline.llm.base import SamplingConfig
+from rstar_pipeline.miniworld.pretrain import READING
 from rstar_pipeline.miniworld.problems import generate
 from rstar_pipeline.miniworld.teacher import BootstrapTeacher, TeacherConfig
 from rstar_pipeline.steps import SEARCH_STOP, SPECIAL_TOKENS, load_template
@@ -57,8 +58,6 @@ class StudentConfig:
     def __post_init__(self):
         if not 0.0 <= self.pretrain_reading_share <= 1.0:
             raise ValueError(f"student: pretrain_reading_share must be in [0, 1], not {self.pretrain_reading_share}")
-        from rstar_pipeline.miniworld.pretrain import READING
-
         if self.pretrain_reading not in READING:
             raise ValueError(f"student: pretrain_reading must be one of {sorted(READING)}, not {self.pretrain_reading!r}")
 
